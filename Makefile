@@ -1,0 +1,37 @@
+# The two commands of README.rst (make run, make test) and their helpers.
+# Every target creates .venv on first use, so a fresh machine needs only
+# Python 3.11 and make.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+ARGS   ?=
+
+.PHONY: run test lint typecheck pytest bench bench-quick soak clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Stamps record that the install ran against the current setup.cfg.
+$(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet --editable . --config-settings editable_mode=compat
+	@touch $@
+
+$(VENV)/.installed-test: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet --editable '.[test]' --config-settings editable_mode=compat
+	@touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed  ## install and run the daemon in the foreground (ARGS="--range 1-100")
+	$(BIN)/twistd --nodaemon --pidfile= guessgame $(ARGS)
+
+test: $(VENV)/.installed-test  ## install with the test extra, lint, type-check, run every test
+	$(BIN)/ruff check guessgame tests bench twisted
+	$(BIN)/mypy guessgame
+	$(BIN)/python -m pytest $(ARGS)
+
+clean:  ## remove the virtualenv, caches and build output
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .hypothesis twisted/plugins/dropin.cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,260 @@
+"""The admin port: `AdminProtocol` and `AdminFactory`.
+
+After the ``Admin-Greetings`` handshake an administrator sends commands,
+each answered by data lines and exactly one ``OK``/``ERR`` line, and
+receives the game's events as ``EVENT`` lines between replies.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable
+
+from twisted.internet import defer, protocol
+from twisted.internet.interfaces import IAddress
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from guessgame.game import Event, Game, Joined, Left, RoundStarted, Won, plural
+from guessgame.lines import GuardedLineReceiver, format_address
+
+__all__ = ["AdminFactory", "AdminProtocol", "format_event", "format_time"]
+
+log = Logger()
+
+HANDSHAKE = "admin-greetings"
+
+
+def format_event(event: Event) -> str:
+    """The ``EVENT`` line for one game event."""
+    if isinstance(event, Joined):
+        return f"EVENT join {event.id} {event.name} {event.address}"
+    if isinstance(event, Left):
+        return f"EVENT leave {event.id} {event.name} {event.reason}"
+    if isinstance(event, Won):
+        return f"EVENT win {event.id} {event.name} {event.number} {event.guesses}"
+    if isinstance(event, RoundStarted):
+        return f"EVENT round {event.round} {event.lo}-{event.hi}"
+    return f"EVENT name {event.id} {event.old} {event.new}"
+
+
+def format_time(seconds: float) -> str:
+    """A moment as ``2026-11-26T12:04:31Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+HELP = (
+    "who                list the players: PLAYER ID NICK HOST:PORT G CONNECTED",
+    "count              how many players are connected",
+    "stats              counters: players rounds wins guesses uptime ...",
+    "kick ID            remove player ID",
+    "say TEXT           send TEXT to every player",
+    "newround           start a new round with a new secret",
+    "top [K]            the first K of the leaderboard (default 10)",
+    "help               this list",
+    "quit               close this connection",
+)
+
+
+class AdminProtocol(GuardedLineReceiver):
+    """One administrator's connection; see the module docstring."""
+
+    factory: AdminFactory
+
+    def __init__(self, factory: AdminFactory) -> None:
+        super().__init__(factory.max_line)
+        self.factory = factory
+        self.game = factory.game
+        self.authenticated = False
+        self._closed: list[defer.Deferred[None]] = []
+        self._commands: dict[str, Callable[[str], None]] = {
+            "who": self.do_who,
+            "count": self.do_count,
+            "stats": self.do_stats,
+            "kick": self.do_kick,
+            "say": self.do_say,
+            "newround": self.do_newround,
+            "top": self.do_top,
+            "help": self.do_help,
+            "quit": self.do_quit,
+        }
+
+    @property
+    def peer(self) -> str:
+        """The administrator's ``HOST:PORT``."""
+        return format_address(self.transport.getPeer())
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        """Stop receiving events and free the administrator slot."""
+        if self.authenticated:
+            self.authenticated = False
+            self.factory.admins.discard(self)
+            self.game.remove_observer(self)
+            log.info("administrator {peer} left", peer=self.peer)
+        waiting, self._closed = self._closed, []
+        for d in waiting:
+            d.callback(None)
+
+    # GameObserver.
+
+    def game_event(self, event: Event) -> None:
+        """Push one ``EVENT`` line."""
+        self.send_line(format_event(event))
+
+    def close(self) -> defer.Deferred[None]:
+        """Flush and close; fire once closed."""
+        d: defer.Deferred[None] = defer.Deferred()
+        self._closed.append(d)
+        self.transport.loseConnection()
+        return d
+
+    # Lines.
+
+    def text_received(self, text: str | None) -> None:
+        """Answer one line: the handshake first, then commands."""
+        if text is None:
+            self.send_line("ERR invalid UTF-8")
+            return
+        word, _, argument = text.partition(" ")
+        command = word.lower()
+        argument = argument.strip()
+        if not self.authenticated:
+            self._handshake(command, argument)
+            return
+        handler = self._commands.get(command)
+        if handler is None:
+            self.send_line(f"ERR unknown command: {word}" if word else "ERR empty line")
+        else:
+            handler(argument)
+
+    def _handshake(self, command: str, token: str) -> None:
+        if command != HANDSHAKE:
+            self.send_line("ERR send Admin-Greetings first")
+            return
+        expected = self.factory.token
+        if expected is not None and not hmac.compare_digest(
+            token.encode("utf-8"), expected.encode("utf-8")
+        ):
+            log.warn("administrator {peer}: bad token", peer=self.peer)
+            self._refuse("ERR bad token")
+            return
+        if 0 < self.factory.max_admins <= len(self.factory.admins):
+            self._refuse("ERR another administrator is connected")
+            return
+        self.authenticated = True
+        self.factory.admins.add(self)
+        self.game.add_observer(self)
+        log.info("administrator {peer} connected", peer=self.peer)
+        self.send_line(f"OK Admin-Greetings, {plural(len(self.game.players), 'player')} online")
+
+    def _refuse(self, text: str) -> None:
+        self.send_line(text)
+        self._buffer = b""
+        self.transport.loseConnection()
+
+    # Commands.
+
+    def do_who(self, argument: str) -> None:
+        """``who``: a PLAYER line each, in join order."""
+        players = list(self.game.players.values())
+        lines = [
+            f"PLAYER {p.id} {p.name} {p.address} {p.guesses} {format_time(p.connected)}"
+            for p in players
+        ]
+        lines.append(f"OK {plural(len(players), 'player')}")
+        self.transport.write("".join(line + "\r\n" for line in lines).encode("utf-8"))
+
+    def do_count(self, argument: str) -> None:
+        """``count``."""
+        self.send_line(f"OK {plural(len(self.game.players), 'player')}")
+
+    def do_stats(self, argument: str) -> None:
+        """``stats``: the counters as key=value fields."""
+        fields = " ".join(f"{key}={value}" for key, value in self.game.stats().items())
+        self.send_line(f"OK {fields}")
+
+    def do_kick(self, argument: str) -> None:
+        """``kick ID``."""
+        if not argument:
+            self.send_line("ERR usage: kick ID")
+            return
+        pid = (
+            int(argument)
+            if argument.isascii() and argument.isdigit() and len(argument) < 20
+            else None
+        )
+        if pid is None or not self.game.kick(pid):
+            self.send_line(f"ERR no player {argument}")
+            return
+        log.info("administrator {peer} kicked player {id}", peer=self.peer, id=pid)
+        self.send_line(f"OK kicked {pid}")
+
+    def do_say(self, argument: str) -> None:
+        """``say TEXT``."""
+        if not argument:
+            self.send_line("ERR usage: say TEXT")
+            return
+        count = self.game.say(argument)
+        self.send_line(f"OK sent to {plural(count, 'player')}")
+
+    def do_newround(self, argument: str) -> None:
+        """``newround``."""
+        self.send_line(f"OK round {self.game.new_round()} started")
+
+    def do_top(self, argument: str) -> None:
+        """``top [K]``: the leaderboard's first K lines."""
+        if argument and not (argument.isascii() and argument.isdigit() and len(argument) < 10):
+            self.send_line("ERR usage: top [K]")
+            return
+        limit = int(argument) if argument else 10
+        board = self.game.leaderboard(limit)
+        lines = [
+            f"TOP {rank} {entry.name} {entry.wins} {entry.best}"
+            for rank, entry in enumerate(board, start=1)
+        ]
+        lines.append(f"OK {plural(len(board), 'player')}")
+        self.transport.write("".join(line + "\r\n" for line in lines).encode("utf-8"))
+
+    def do_help(self, argument: str) -> None:
+        """``help``: one line a command."""
+        self.transport.write("".join(line + "\r\n" for line in (*HELP, "OK")).encode("utf-8"))
+
+    def do_quit(self, argument: str) -> None:
+        """``quit``."""
+        self._refuse("OK bye")
+
+    # Refusals.
+
+    def refuse_long_line(self) -> None:
+        """``ERR line too long`` and close."""
+        self._refuse("ERR line too long")
+
+    def interrupted(self) -> None:
+        """Telnet Ctrl-C: the same as ``quit``."""
+        self._refuse("OK bye")
+
+
+class AdminFactory(protocol.Factory[AdminProtocol]):
+    """Builds an `AdminProtocol` per connection, all sharing one `Game`."""
+
+    noisy = False
+    protocol = AdminProtocol
+
+    def __init__(
+        self,
+        game: Game,
+        *,
+        token: str | None = None,
+        max_admins: int = 1,
+        max_line: int = 512,
+    ) -> None:
+        self.game = game
+        self.token = token
+        self.max_admins = max_admins
+        self.max_line = max_line
+        self.admins: set[AdminProtocol] = set()
+
+    def buildProtocol(self, addr: IAddress | None) -> AdminProtocol:
+        """A protocol for one administrator connection."""
+        return AdminProtocol(self)

@@ -1,0 +1,454 @@
+"""The Game service: players, rounds, secrets, names, counters and leaderboard.
+
+`Game` owns every piece of game state and speaks in domain values (player
+ids, numbers, outcomes).  It knows nothing of bytes or transports: each
+connected player is reached through a `PlayerLink` (send a notice, close),
+and administrators watch through observers that receive `Event` values.
+The clock and the random source come in from outside, so tests drive the
+game with a `task.Clock` and a seeded `random.Random`.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from guessgame.store import Counters, LeaderboardEntry, MemoryStore, Store
+
+__all__ = [
+    "Event",
+    "Game",
+    "GameObserver",
+    "GuessOutcome",
+    "GuessResult",
+    "Joined",
+    "Left",
+    "NameResult",
+    "Player",
+    "PlayerLink",
+    "Renamed",
+    "RoundStarted",
+    "Won",
+    "parse_range",
+    "plural",
+]
+
+log = Logger()
+
+#: A player name: what ``name NICK`` accepts.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,16}")
+#: Names of this form are the defaults (``player7``) and cannot be chosen.
+DEFAULT_NAME_PATTERN = re.compile(r"player[0-9]+", re.IGNORECASE)
+
+MODES = ("shared", "solo")
+
+#: Why a player left, as the ``EVENT leave`` line spells it.
+LEAVE_REASONS = ("quit", "won", "kicked", "idle", "closed", "shutdown", "error")
+
+
+def plural(count: int, word: str) -> str:
+    """Return ``count`` with ``word`` agreeing with it: ``1 win``, ``2 wins``."""
+    if count == 1:
+        return f"{count} {word}"
+    return f"{count} {word}es" if word.endswith("s") else f"{count} {word}s"
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """Parse ``LO-HI`` into two integers with ``0 <= LO < HI``.
+
+    Raises `ValueError` with a message a user can act on.
+    """
+    lo_text, sep, hi_text = text.partition("-")
+    if (
+        not sep
+        or not lo_text.isdigit()
+        or not hi_text.isdigit()
+        or not (lo_text.isascii() and hi_text.isascii())
+    ):
+        raise ValueError(f"range must be two whole numbers LO-HI, like 1-30, not {text!r}")
+    lo, hi = int(lo_text), int(hi_text)
+    if lo >= hi:
+        raise ValueError(f"range LO-HI needs LO below HI, got {text!r}")
+    return lo, hi
+
+
+class PlayerLink(Protocol):
+    """How the game reaches one connected player (a protocol, or a fake)."""
+
+    def notice(self, text: str) -> None:
+        """Deliver a ``*** `` notice line between replies."""
+
+    def close(self) -> defer.Deferred[None]:
+        """Flush what was sent and close; the Deferred fires once closed."""
+
+
+# Events pushed to observers (the administrators).
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """A player connected."""
+
+    id: int
+    name: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    """A player is gone; ``reason`` is one of `LEAVE_REASONS`."""
+
+    id: int
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Won:
+    """A player guessed its secret ``number`` in ``guesses`` guesses."""
+
+    id: int
+    name: str
+    number: int
+    guesses: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoundStarted:
+    """Round number ``round`` began with a secret in ``lo``-``hi``."""
+
+    round: int
+    lo: int
+    hi: int
+
+
+@dataclass(frozen=True, slots=True)
+class Renamed:
+    """A player changed its name."""
+
+    id: int
+    old: str
+    new: str
+
+
+Event = Joined | Left | Won | RoundStarted | Renamed
+
+
+class GameObserver(Protocol):
+    """Something that watches the game: an administrator's connection."""
+
+    def game_event(self, event: Event) -> None:
+        """Receive one event as it happens."""
+
+    def close(self) -> defer.Deferred[None]:
+        """The game is stopping: flush and close; fire once closed."""
+
+
+class GuessResult(enum.Enum):
+    """How a valid guess compares with the secret."""
+
+    LOW = "low"
+    HIGH = "high"
+    CORRECT = "correct"
+
+
+@dataclass(frozen=True, slots=True)
+class GuessOutcome:
+    """The answer to one valid guess.
+
+    For a win, ``saved`` fires once the win is durable: the player is told
+    ``Correct!`` only then.  ``guesses`` counts this round's valid guesses,
+    the winning one included.
+    """
+
+    result: GuessResult
+    guesses: int
+    number: int
+    saved: defer.Deferred[None] | None = None
+
+
+class NameResult(enum.Enum):
+    """The answer to ``name NICK``."""
+
+    OK = "ok"
+    TAKEN = "taken"
+    INVALID = "invalid"
+
+
+@dataclass(eq=False, slots=True)
+class Player:
+    """One connected player, as the game sees it."""
+
+    id: int
+    name: str
+    address: str
+    link: PlayerLink
+    connected: float
+    own_secret: bool
+    secret: int = 0
+    guesses: int = 0
+
+
+class Game(Service):
+    """The one game every connection plays; see the module docstring."""
+
+    name = "game"
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        rng: random.Random | None = None,
+        *,
+        lo: int = 1,
+        hi: int = 30,
+        mode: str = "shared",
+        store: Store | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be shared or solo, not {mode!r}")
+        if not 0 <= lo < hi:
+            raise ValueError(f"range needs 0 <= LO < HI, got {lo}-{hi}")
+        self.clock = clock
+        self.rng = rng if rng is not None else random.SystemRandom()
+        self.lo = lo
+        self.hi = hi
+        self.mode = mode
+        self.store: Store = store if store is not None else MemoryStore()
+        self.players: dict[int, Player] = {}
+        self._names: dict[str, Player] = {}
+        self._observers: list[GameObserver] = []
+        self._counters = Counters()
+        self._leaderboard: dict[str, LeaderboardEntry] = {}
+        self._secret = 0
+        self._started_at = clock.seconds()
+        self._stopping = False
+        # Texts every player of a round shares, built once per round.
+        self.range_text = f"{lo}-{hi}"
+
+    # Service life cycle.
+
+    def startService(self) -> None:
+        """Load what the store kept, then open the first round."""
+        super().startService()
+        self._started_at = self.clock.seconds()
+        snapshot = self.store.load()
+        self._counters = snapshot.counters
+        self._leaderboard = {e.name.lower(): e for e in snapshot.leaderboard}
+        self._stopping = False
+        self._new_round()
+
+    def stopService(self) -> defer.Deferred[None]:
+        """Tell every player the server is going, close everyone, then the store."""
+        super().stopService()
+        self._stopping = True
+        closing: list[defer.Deferred[None]] = []
+        for player in list(self.players.values()):
+            player.link.notice("*** The server is shutting down. Goodbye!")
+            self.leave(player, "shutdown")
+            closing.append(player.link.close())
+        for observer in list(self._observers):
+            closing.append(observer.close())
+        done: defer.Deferred[None] = defer.Deferred()
+
+        def finish(_: object) -> None:
+            d = self.store.close()
+            d.addBoth(lambda _: done.callback(None) if not done.called else None)
+
+        defer.DeferredList(closing, consumeErrors=True).addBoth(finish)
+        return done
+
+    # Observers.
+
+    def add_observer(self, observer: GameObserver) -> None:
+        """Start pushing events to ``observer``."""
+        self._observers.append(observer)
+
+    def remove_observer(self, observer: GameObserver) -> None:
+        """Stop pushing events to ``observer``; unknown observers are ignored."""
+        if observer in self._observers:
+            self._observers.remove(observer)
+
+    def _emit(self, event: Event) -> None:
+        for observer in list(self._observers):
+            observer.game_event(event)
+
+    # Players.
+
+    def join(self, link: PlayerLink, address: str, *, own_secret: bool = False) -> Player:
+        """Register a new player and return it.
+
+        ``own_secret`` gives the player a secret of its own whatever the
+        mode (solo players, classic clients).
+        """
+        self._counters.last_id += 1
+        pid = self._counters.last_id
+        player = Player(
+            id=pid,
+            name=f"player{pid}",
+            address=address,
+            link=link,
+            connected=self.clock.seconds(),
+            own_secret=own_secret or self.mode == "solo",
+        )
+        if player.own_secret:
+            player.secret = self._draw()
+        self.players[pid] = player
+        self._names[player.name.lower()] = player
+        log.info("player {id} joined from {address}", id=pid, address=address)
+        self._emit(Joined(pid, player.name, address))
+        return player
+
+    def leave(self, player: Player, reason: str) -> None:
+        """Forget ``player``; a player already gone is ignored."""
+        if self.players.pop(player.id, None) is None:
+            return
+        self._names.pop(player.name.lower(), None)
+        log.info(
+            "player {id} ({name}) left: {reason}", id=player.id, name=player.name, reason=reason
+        )
+        self._emit(Left(player.id, player.name, reason))
+
+    def rename(self, player: Player, name: str) -> NameResult:
+        """Give ``player`` the name ``name`` if it is valid and free."""
+        if NAME_PATTERN.fullmatch(name) is None:
+            return NameResult.INVALID
+        key = name.lower()
+        holder = self._names.get(key)
+        if DEFAULT_NAME_PATTERN.fullmatch(name) or (holder is not None and holder is not player):
+            return NameResult.TAKEN
+        old = player.name
+        if old == name:
+            return NameResult.OK
+        del self._names[old.lower()]
+        self._names[key] = player
+        player.name = name
+        self._emit(Renamed(player.id, old, name))
+        return NameResult.OK
+
+    def kick(self, pid: int) -> bool:
+        """Remove player ``pid`` with the administrator's notice."""
+        player = self.players.get(pid)
+        if player is None:
+            return False
+        player.link.notice("*** You have been removed by the administrator. Goodbye!")
+        self.leave(player, "kicked")
+        player.link.close()
+        return True
+
+    def say(self, text: str) -> int:
+        """Send the administrator's message to every player; return how many."""
+        notice = f"*** Message from the administrator: {text}"
+        for player in list(self.players.values()):
+            player.link.notice(notice)
+        return len(self.players)
+
+    # Rounds and guesses.
+
+    def _draw(self) -> int:
+        return self.rng.randint(self.lo, self.hi)
+
+    def _new_round(self) -> int:
+        self._counters.rounds += 1
+        self._secret = self._draw()
+        self._emit(RoundStarted(self._counters.rounds, self.lo, self.hi))
+        return self._counters.rounds
+
+    def new_round(self) -> int:
+        """The administrator's ``newround``: fresh secrets for every player."""
+        number = self._new_round()
+        notice = (
+            f"*** The administrator started a new round. Pick a number between {self.range_text}"
+        )
+        for player in list(self.players.values()):
+            player.guesses = 0
+            if player.own_secret:
+                player.secret = self._draw()
+            player.link.notice(notice)
+        return number
+
+    @property
+    def round(self) -> int:
+        """The current round number."""
+        return self._counters.rounds
+
+    def in_range(self, number: int) -> bool:
+        """Whether ``number`` is a valid guess."""
+        return self.lo <= number <= self.hi
+
+    def guess(self, player: Player, number: int) -> GuessOutcome:
+        """Score a guess already known to be in range."""
+        player.guesses += 1
+        self._counters.guesses += 1
+        secret = player.secret if player.own_secret else self._secret
+        if number < secret:
+            return GuessOutcome(GuessResult.LOW, player.guesses, number)
+        if number > secret:
+            return GuessOutcome(GuessResult.HIGH, player.guesses, number)
+        return self._win(player, number)
+
+    def _win(self, player: Player, number: int) -> GuessOutcome:
+        guesses = player.guesses
+        self._counters.wins += 1
+        now = self.clock.seconds()
+        key = player.name.lower()
+        entry = self._leaderboard.get(key)
+        if entry is None:
+            entry = LeaderboardEntry(player.name, 1, guesses, now)
+        else:
+            entry = LeaderboardEntry(player.name, entry.wins + 1, min(entry.best, guesses), now)
+        self._leaderboard[key] = entry
+        saved = self.store.record_win(entry)
+        log.info(
+            "player {id} ({name}) won with {number} in {guesses} guesses",
+            id=player.id,
+            name=player.name,
+            number=number,
+            guesses=guesses,
+        )
+        self._emit(Won(player.id, player.name, number, guesses))
+        # The winner is done: it no longer takes part in rounds or notices.
+        player.guesses = 0
+        if not player.own_secret:
+            self._end_shared_round(player, number)
+        return GuessOutcome(GuessResult.CORRECT, guesses, number, saved)
+
+    def _end_shared_round(self, winner: Player, number: int) -> None:
+        self._new_round()
+        notice = (
+            f"*** {winner.name} won the round with {number}. "
+            f"A new number between {self.range_text} has been picked."
+        )
+        for player in list(self.players.values()):
+            if player is winner or player.own_secret:
+                continue
+            player.guesses = 0
+            player.link.notice(notice)
+
+    # What the administrator and the ``top`` command read.
+
+    def leaderboard(self, limit: int | None = None) -> list[LeaderboardEntry]:
+        """The leaderboard: most wins first, then best, then name."""
+        ordered = sorted(
+            self._leaderboard.values(), key=lambda e: (-e.wins, e.best, e.name.lower(), e.name)
+        )
+        return ordered if limit is None else ordered[:limit]
+
+    def stats(self) -> dict[str, int | str]:
+        """Counters for the administrator's ``stats``, in their wire order."""
+        return {
+            "players": len(self.players),
+            "rounds": self._counters.rounds,
+            "wins": self._counters.wins,
+            "guesses": self._counters.guesses,
+            "uptime": int(self.clock.seconds() - self._started_at),
+            "mode": self.mode,
+            "range": self.range_text,
+        }

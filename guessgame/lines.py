@@ -1,0 +1,132 @@
+"""Line handling shared by both ports: framing, limits, telnet, UTF-8.
+
+`GuardedLineReceiver` is a `LineReceiver` that accepts LF or CRLF, filters
+telnet negotiation, refuses a line longer than ``max_line`` (or that many
+bytes with no line end), and hands each line on as text with surrounding
+white space removed, or ``None`` when the bytes are not valid UTF-8.
+Subclasses say what a refused line, an interrupt and a line of text mean.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Protocol
+
+from twisted.internet import address
+from twisted.internet.interfaces import IAddress
+from twisted.protocols.basic import LineReceiver
+
+from guessgame.telnet import TelnetFilter
+
+__all__ = ["GuardedLineReceiver", "Transport", "encode_line", "format_address"]
+
+
+class Transport(Protocol):
+    """What the protocols use of a TCP transport (or a StringTransport)."""
+
+    disconnecting: bool
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for sending."""
+
+    def loseConnection(self) -> None:
+        """Close once everything queued is sent."""
+
+    def abortConnection(self) -> None:
+        """Close at once, dropping what is queued."""
+
+    def getPeer(self) -> IAddress:
+        """The remote address."""
+
+    def pauseProducing(self) -> None:
+        """Stop reading."""
+
+    def resumeProducing(self) -> None:
+        """Read again."""
+
+
+@functools.lru_cache(maxsize=4096)
+def encode_line(text: str) -> bytes:
+    """Encode one outgoing line; a notice sent to thousands is encoded once."""
+    return text.encode("utf-8") + b"\r\n"
+
+
+def format_address(addr: IAddress) -> str:
+    """``HOST:PORT`` of a peer, with IPv6 hosts in brackets."""
+    if isinstance(addr, address.IPv6Address):
+        return f"[{addr.host}]:{addr.port}"
+    if isinstance(addr, address.IPv4Address):
+        return f"{addr.host}:{addr.port}"
+    return "unix:0"
+
+
+class GuardedLineReceiver(LineReceiver):
+    """A `LineReceiver` that no input can make misbehave."""
+
+    delimiter = b"\n"
+    transport: Transport  # type: ignore[assignment]
+
+    def __init__(self, max_line: int) -> None:
+        self.max_line = max_line
+        # One byte of slack for the CR of a CRLF line end; the length of
+        # the text itself is checked in lineReceived.
+        self.MAX_LENGTH = max_line + 1
+        self._telnet = TelnetFilter()
+
+    # What subclasses define.
+
+    def text_received(self, text: str | None) -> None:
+        """Handle one line: stripped text, or None for invalid UTF-8."""
+        raise NotImplementedError
+
+    def refuse_long_line(self) -> None:
+        """Answer a line that is too long, and close."""
+        raise NotImplementedError
+
+    def interrupted(self) -> None:
+        """The telnet client sent Interrupt Process or Abort Output."""
+        raise NotImplementedError
+
+    # Sending.
+
+    def send_line(self, text: str) -> None:
+        """Send one line of text, CRLF-terminated."""
+        self.transport.write(encode_line(text))
+
+    # Framing.
+
+    def dataReceived(self, data: bytes) -> None:
+        """Filter telnet commands, frame lines, and enforce the line limit."""
+        filtered = self._telnet.feed(data)
+        if filtered.reply:
+            self.transport.write(filtered.reply)
+        super().dataReceived(filtered.data)
+        if self.transport.disconnecting:
+            return
+        if filtered.interrupt:
+            self.interrupted()
+            return
+        buffered = self._buffer
+        if len(buffered) >= self.max_line:
+            unterminated = len(buffered) - buffered.rfind(b"\n") - 1
+            if unterminated >= self.max_line:
+                self.lineLengthExceeded(buffered)
+
+    def lineReceived(self, line: bytes) -> None:
+        """Decode and strip one line, then pass it on."""
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if len(line) > self.max_line:
+            self.lineLengthExceeded(line)
+            return
+        try:
+            text: str | None = line.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            text = None
+        self.text_received(text)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """Refuse the line once; drop whatever else is buffered."""
+        self._buffer = b""
+        if not self.transport.disconnecting:
+            self.refuse_long_line()

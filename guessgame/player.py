@@ -1,0 +1,185 @@
+"""The player port: `PlayerProtocol` and `PlayerFactory`.
+
+One line in, one reply out.  The protocol turns lines into calls on the
+`Game` and outcomes into the exact texts of PROTOCOL.md; the game reaches
+the connection back through the `PlayerLink` methods `notice` and `close`.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer, protocol
+from twisted.internet.interfaces import IAddress
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from guessgame.game import Game, GuessResult, NameResult, Player, plural
+from guessgame.lines import GuardedLineReceiver, format_address
+
+__all__ = ["PlayerFactory", "PlayerProtocol", "parse_guess"]
+
+log = Logger()
+
+GREETING = "You are now connected to the server!"
+NAME_RULE = "A name is 1-16 letters, digits, _ or -."
+
+
+def parse_guess(text: str, lo: int, hi: int) -> int | None:
+    """The whole number ``text`` names if it lies in ``lo``-``hi``, else None.
+
+    A whole number is ASCII digits only; leading zeros are allowed.
+    """
+    if not (text.isascii() and text.isdigit()):
+        return None
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(hi)):
+        return None  # far out of range, and never fed to int()
+    number = int(digits)
+    return number if lo <= number <= hi else None
+
+
+class PlayerProtocol(GuardedLineReceiver):
+    """One player's connection; see the module docstring."""
+
+    factory: PlayerFactory
+    player: Player
+
+    def __init__(self, factory: PlayerFactory) -> None:
+        super().__init__(factory.max_line)
+        self.factory = factory
+        self.game = factory.game
+        self._leave_reason = "closed"
+        self._closed: list[defer.Deferred[None]] = []
+        self._gone = False
+
+    # Connection life cycle.
+
+    def connectionMade(self) -> None:
+        """Join the game and greet the player."""
+        self.player = self.game.join(self, format_address(self.transport.getPeer()))
+        self.transport.write(f"{GREETING}\r\n{self.factory.prompt}\r\n".encode())
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        """Leave the game (if still in it) and fire anyone waiting on close()."""
+        self._gone = True
+        self.game.leave(self.player, self._leave_reason)
+        waiting, self._closed = self._closed, []
+        for d in waiting:
+            d.callback(None)
+
+    # PlayerLink: how the game reaches this connection.
+
+    def notice(self, text: str) -> None:
+        """Send a notice line between replies."""
+        if not self._gone:
+            self.send_line(text)
+
+    def close(self) -> defer.Deferred[None]:
+        """Flush and close; fire once the connection is gone."""
+        d: defer.Deferred[None] = defer.Deferred()
+        if self._gone:
+            d.callback(None)
+        else:
+            self._closed.append(d)
+            self.transport.loseConnection()
+        return d
+
+    # Lines.
+
+    def text_received(self, text: str | None) -> None:
+        """Answer one line with exactly one reply."""
+        if text is None:
+            self.send_line(self.factory.prompt)
+            return
+        number = parse_guess(text, self.game.lo, self.game.hi)
+        if number is not None:
+            self._guess(number)
+            return
+        command, _, argument = text.partition(" ")
+        command = command.lower()
+        if command in ("quit", "exit"):
+            self.say_goodbye("Goodbye!", "quit")
+        elif command == "help":
+            self.send_line(self.factory.help_text)
+        elif command == "name":
+            self._rename(argument.strip())
+        elif command == "top":
+            self.send_line(self._top())
+        else:
+            self.send_line(self.factory.prompt)
+
+    def _guess(self, number: int) -> None:
+        outcome = self.game.guess(self.player, number)
+        if outcome.result is GuessResult.LOW:
+            self.send_line(self.factory.too_low)
+        elif outcome.result is GuessResult.HIGH:
+            self.send_line(self.factory.too_high)
+        else:
+            # The round is over for this player.  Read nothing more, and
+            # answer only once the win is saved.
+            self.pauseProducing()
+            self.game.leave(self.player, "won")
+            self._leave_reason = "won"
+            reply = (
+                f"Correct! The number was {outcome.number}. "
+                f"You won in {plural(outcome.guesses, 'guess')}!"
+            )
+            assert outcome.saved is not None
+            outcome.saved.addBoth(lambda _: self.say_goodbye(reply, "won"))
+
+    def _rename(self, name: str) -> None:
+        result = self.game.rename(self.player, name)
+        if result is NameResult.OK:
+            self.send_line(f"You are now known as {self.player.name}.")
+        elif result is NameResult.TAKEN:
+            self.send_line("That name is taken.")
+        else:
+            self.send_line(NAME_RULE)
+
+    def _top(self) -> str:
+        board = self.game.leaderboard(5)
+        if not board:
+            return "No winners yet."
+        return "Top players: " + ", ".join(
+            f"{entry.name} {plural(entry.wins, 'win')}" for entry in board
+        )
+
+    # Ways out.
+
+    def say_goodbye(self, text: str, reason: str) -> None:
+        """Send ``text`` and close, leaving the game for ``reason``."""
+        if self._gone:
+            return
+        self._leave_reason = reason
+        self.send_line(text)
+        self.transport.loseConnection()
+
+    def refuse_long_line(self) -> None:
+        """``*** Line too long. Goodbye!`` and close."""
+        self.say_goodbye("*** Line too long. Goodbye!", "error")
+
+    def interrupted(self) -> None:
+        """Telnet Ctrl-C: the same as ``quit``."""
+        self.say_goodbye("Goodbye!", "quit")
+
+
+class PlayerFactory(protocol.Factory[PlayerProtocol]):
+    """Builds a `PlayerProtocol` per connection, all sharing one `Game`."""
+
+    noisy = False
+    protocol = PlayerProtocol
+
+    def __init__(self, game: Game, *, max_line: int = 512) -> None:
+        self.game = game
+        self.max_line = max_line
+        self.prompt = f"Pick a number between {game.range_text}"
+        self.too_low = f"Too low! {self.prompt}"
+        self.too_high = f"Too high! {self.prompt}"
+        self.help_text = (
+            f"Guess the secret whole number between {game.range_text}. "
+            "Commands: name NICK (choose your name), top (best players), "
+            "help (this text), quit or exit (leave)."
+        )
+
+    def buildProtocol(self, addr: IAddress | None) -> PlayerProtocol:
+        """A protocol for one new player."""
+        return PlayerProtocol(self)

@@ -1,0 +1,88 @@
+"""Where the game's lasting state lives: the leaderboard and the counters.
+
+The `Game` reaches its storage through the small `Store` interface below.
+`MemoryStore` keeps nothing beyond the process and serves unit tests and
+throwaway games; a durable store implements the same interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from twisted.internet import defer
+
+__all__ = ["Counters", "LeaderboardEntry", "MemoryStore", "Snapshot", "Store"]
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderboardEntry:
+    """One name's standing: wins, best (fewest guesses in a win), last win."""
+
+    name: str
+    wins: int
+    best: int
+    last_win: float
+
+
+@dataclass(slots=True)
+class Counters:
+    """The all-time counters of ``stats`` and the id and round sequences.
+
+    The game owns this object and updates it in place on every guess; a
+    store that loaded it may read it whenever it writes.
+    """
+
+    rounds: int = 0
+    wins: int = 0
+    guesses: int = 0
+    last_id: int = 0
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What a store holds when the game starts."""
+
+    counters: Counters = field(default_factory=Counters)
+    leaderboard: list[LeaderboardEntry] = field(default_factory=list)
+
+
+class Store(Protocol):
+    """The game's storage seam."""
+
+    @property
+    def failing(self) -> bool:
+        """Whether the last write failed (``stats`` shows ``store=failing``)."""
+
+    def load(self) -> Snapshot:
+        """Return the saved state; the game keeps and updates its counters."""
+
+    def record_win(self, entry: LeaderboardEntry) -> defer.Deferred[None]:
+        """Save ``entry`` and the counters; fire once durable, never fail."""
+
+    def close(self) -> defer.Deferred[None]:
+        """Write what is pending and let go of resources."""
+
+
+class MemoryStore:
+    """A `Store` that keeps everything in memory and nothing across runs."""
+
+    failing = False
+
+    def __init__(self) -> None:
+        self._snapshot = Snapshot()
+
+    def load(self) -> Snapshot:
+        """Return the (initially empty) state."""
+        return self._snapshot
+
+    def record_win(self, entry: LeaderboardEntry) -> defer.Deferred[None]:
+        """Remember ``entry``; already durable as far as memory goes."""
+        board = self._snapshot.leaderboard
+        board[:] = [e for e in board if e.name.lower() != entry.name.lower()]
+        board.append(entry)
+        return defer.succeed(None)
+
+    def close(self) -> defer.Deferred[None]:
+        """Nothing to write."""
+        return defer.succeed(None)

@@ -1,0 +1,215 @@
+"""``twistd guessgame``: the command-line options and the service tree.
+
+`Options` reads and checks the command line; `makeService` builds one
+`Game` and two listeners (players and administrator) that share it.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import endpoints
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.python.failure import Failure
+
+from guessgame.admin import AdminFactory
+from guessgame.game import MODES, Game, parse_range
+from guessgame.lines import format_address
+from guessgame.player import PlayerFactory
+
+__all__ = ["Listener", "Options", "makeService"]
+
+log = Logger()
+
+#: The listen backlog given to TCP player endpoints that name none: room
+#: for thousands of players connecting at once (Twisted's default is 50).
+PLAYER_BACKLOG = 4096
+
+
+class Options(usage.Options):
+    """The options of ``twistd guessgame``."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "A multiplayer number-guessing game.  Players connect with telnet or "
+        "nc to the player endpoint; an operator runs the game from the admin "
+        "endpoint.  Endpoints are Twisted endpoint strings, so tcp6:, ssl: "
+        "and systemd: work as well as tcp:."
+    )
+
+    optParameters: list[list[Any]] = [
+        [
+            "player",
+            None,
+            "tcp:4000",
+            "Endpoint the players connect to (TCP endpoints without a backlog "
+            f"get backlog={PLAYER_BACKLOG}).",
+        ],
+        ["admin", None, "tcp:4001:interface=127.0.0.1", "Endpoint the administrator connects to."],
+        ["range", None, "1-30", "The secret is a whole number in LO-HI (0 <= LO < HI)."],
+        [
+            "mode",
+            None,
+            "shared",
+            "shared: everyone guesses one secret, the first to find it wins the "
+            "round; solo: every player has a secret of its own.",
+        ],
+        ["admin-token", None, None, "Token the administrator must give: 'Admin-Greetings TOKEN'."],
+        [
+            "admin-token-file",
+            None,
+            None,
+            "Read the admin token from this file (keeps it out of ps).",
+        ],
+        [
+            "max-line",
+            None,
+            "512",
+            "Longest line accepted, in bytes; longer lines close the connection.",
+        ],
+        [
+            "max-admins",
+            None,
+            "1",
+            "How many administrators may be connected at once (0: no limit).",
+        ],
+    ]
+
+    def postOptions(self) -> None:
+        """Check every value and combination; raise `UsageError` on a bad one."""
+        try:
+            self["lo"], self["hi"] = parse_range(self["range"])
+        except ValueError as e:
+            raise usage.UsageError(f"--range: {e}") from None
+        if self["mode"] not in MODES:
+            raise usage.UsageError(f"--mode must be shared or solo, not {self['mode']!r}")
+        self["max-line"] = _whole_number("max-line", self["max-line"], minimum=16)
+        self["max-admins"] = _whole_number("max-admins", self["max-admins"], minimum=0)
+        self["token"] = self._read_token()
+        for name in ("player", "admin"):
+            _check_endpoint(name, self[name])
+
+    def _read_token(self) -> str | None:
+        token, path = self["admin-token"], self["admin-token-file"]
+        if token is not None and path is not None:
+            raise usage.UsageError("give --admin-token or --admin-token-file, not both")
+        if path is not None:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    token = f.read().strip()
+            except OSError as e:
+                raise usage.UsageError(
+                    f"--admin-token-file: cannot read {path}: {e.strerror}"
+                ) from None
+            except UnicodeDecodeError:
+                raise usage.UsageError(f"--admin-token-file: {path} is not UTF-8 text") from None
+            if not token:
+                raise usage.UsageError(f"--admin-token-file: {path} is empty")
+        if token is not None and (not token or token != token.strip()):
+            raise usage.UsageError("--admin-token must not be empty or start or end with a space")
+        return token
+
+
+def _whole_number(name: str, text: str, *, minimum: int) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < minimum:
+        raise usage.UsageError(
+            f"--{name} must be a whole number of at least {minimum}, not {text!r}"
+        )
+    return int(text)
+
+
+def _check_endpoint(name: str, description: str) -> None:
+    from twisted.internet import reactor
+
+    try:
+        endpoints.serverFromString(reactor, description)
+    except (ValueError, KeyError, TypeError) as e:
+        raise usage.UsageError(
+            f"--{name}: {description!r} is not an endpoint string "
+            f"(like tcp:4000 or tcp:4001:interface=127.0.0.1): {e}"
+        ) from None
+
+
+def player_endpoint(description: str) -> str:
+    """``description`` with a large listen backlog when it is TCP without one."""
+    kind = description.split(":", 1)[0]
+    if kind in ("tcp", "tcp6") and "backlog=" not in description:
+        return f"{description}:backlog={PLAYER_BACKLOG}"
+    return description
+
+
+class Listener(service.Service):
+    """Listens on an endpoint while running and logs the address bound.
+
+    Like `twisted.application.strports.service`, a port that cannot be
+    bound raises at start-up, so ``twistd`` fails instead of running deaf.
+    """
+
+    port: IListeningPort | None = None
+
+    def __init__(
+        self, role: str, endpoint: IStreamServerEndpoint, factory: IProtocolFactory
+    ) -> None:
+        self.role = role
+        self.endpoint = endpoint
+        self.factory = factory
+
+    def startService(self) -> None:
+        """Start listening; raise at once if the endpoint refuses."""
+        super().startService()
+        failures: list[Failure] = []
+        d = self.endpoint.listen(self.factory)
+        d.addCallbacks(self._listening, failures.append)
+        if failures:
+            failures[0].raiseException()
+
+    def _listening(self, port: IListeningPort) -> None:
+        self.port = port
+        log.info(
+            "{role} port listening on {address}",
+            role=self.role,
+            address=format_address(port.getHost()),
+        )
+
+    def stopService(self) -> Any:
+        """Stop listening; connections already made stay up."""
+        super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()
+        return None
+
+
+def makeService(options: Options, reactor: Any = None) -> service.MultiService:
+    """Build the daemon: one `Game`, a player listener and an admin listener."""
+    if reactor is None:
+        from twisted.internet import reactor
+    top = service.MultiService()
+    game = Game(
+        reactor,
+        random.SystemRandom(),
+        lo=options["lo"],
+        hi=options["hi"],
+        mode=options["mode"],
+    )
+    game.setServiceParent(top)
+    players = PlayerFactory(game, max_line=options["max-line"])
+    admins = AdminFactory(
+        game,
+        token=options["token"],
+        max_admins=options["max-admins"],
+        max_line=options["max-line"],
+    )
+    for role, description, factory in (
+        ("player", player_endpoint(options["player"]), players),
+        ("admin", options["admin"], admins),
+    ):
+        endpoint = endpoints.serverFromString(reactor, description)
+        listener = Listener(role, endpoint, factory)
+        listener.setName(role)
+        listener.setServiceParent(top)
+    return top

@@ -1,0 +1,93 @@
+"""Telnet negotiation filter: IAC sequences are negotiation, never input.
+
+`TelnetFilter` sits between the transport and the line framing.  It
+refuses every option (``DO x`` -> ``WONT x``, ``WILL x`` -> ``DONT x``),
+turns ``IAC IAC`` into a literal 0xFF byte, skips subnegotiation
+(``IAC SB ... IAC SE``) up to a size cap, and reports Interrupt Process and
+Abort Output (what Ctrl-C sends) so the caller can treat them as ``quit``.
+Input without an 0xFF byte passes through untouched and uncopied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Filtered", "TelnetFilter"]
+
+IAC = 255
+DONT = 254
+DO = 253
+WONT = 252
+WILL = 251
+SB = 250
+SE = 240
+IP = 244
+AO = 245
+
+_DATA, _IAC, _OPTION, _SB, _SB_IAC = range(5)
+
+
+@dataclass(frozen=True, slots=True)
+class Filtered:
+    """What one chunk of input held: data, replies owed, and any interrupt."""
+
+    data: bytes
+    reply: bytes = b""
+    interrupt: bool = False
+
+
+class TelnetFilter:
+    """Strips telnet commands from a byte stream, chunk by chunk."""
+
+    def __init__(self, subnegotiation_cap: int = 1024) -> None:
+        self._state = _DATA
+        self._verb = 0
+        self._sb_left = 0
+        self._cap = subnegotiation_cap
+
+    def feed(self, chunk: bytes) -> Filtered:
+        """Filter one chunk; sequences split across chunks are handled."""
+        if self._state == _DATA and b"\xff" not in chunk:
+            return Filtered(chunk)
+        data = bytearray()
+        reply = bytearray()
+        interrupt = False
+        state = self._state
+        for byte in chunk:
+            if state == _DATA:
+                if byte == IAC:
+                    state = _IAC
+                else:
+                    data.append(byte)
+            elif state == _IAC:
+                if byte == IAC:
+                    data.append(IAC)
+                    state = _DATA
+                elif byte in (DO, DONT, WILL, WONT):
+                    self._verb = byte
+                    state = _OPTION
+                elif byte == SB:
+                    self._sb_left = self._cap
+                    state = _SB
+                else:
+                    # IP and AO end the session; NOP, AYT, GA and the rest
+                    # carry nothing for a line game.
+                    interrupt = interrupt or byte in (IP, AO)
+                    state = _DATA
+            elif state == _OPTION:
+                if self._verb == DO:
+                    reply += bytes((IAC, WONT, byte))
+                elif self._verb == WILL:
+                    reply += bytes((IAC, DONT, byte))
+                state = _DATA
+            else:  # inside subnegotiation: skipped, within the cap
+                self._sb_left -= 1
+                if state == _SB_IAC:
+                    state = _DATA if byte == SE else _SB
+                elif byte == IAC:
+                    state = _SB_IAC
+                if state != _DATA and self._sb_left <= 0:
+                    # A runaway subnegotiation: stop skipping, read data again.
+                    state = _DATA
+        self._state = state
+        return Filtered(bytes(data), bytes(reply), interrupt)

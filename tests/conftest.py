@@ -1,0 +1,28 @@
+"""Fixtures for every test: fail a test that logged an unhandled error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from twisted.logger import globalLogPublisher
+
+
+@pytest.fixture(autouse=True)
+def observe_errors() -> Iterator[list[Any]]:
+    """Fail the test if anything logged a failure (an unhandled error)."""
+    failures: list[Any] = []
+
+    def observer(event: dict[str, Any]) -> None:
+        if event.get("log_failure") is not None or event.get("isError"):
+            failures.append(event)
+
+    globalLogPublisher.addObserver(observer)
+    yield failures
+    globalLogPublisher.removeObserver(observer)
+    if failures:
+        from twisted.logger import formatEvent
+
+        texts = [formatEvent(e) + "\n" + str(e.get("log_failure", "")) for e in failures]
+        pytest.fail("errors were logged:\n" + "\n".join(texts))
