@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import random
+import signal
+from types import FrameType
 from typing import Any
 
 from twisted.application import service
@@ -184,10 +186,32 @@ class Listener(service.Service):
         return None
 
 
+def exit_cleanly_on_sigterm(reactor: Any) -> None:
+    """Make SIGTERM an orderly shutdown that exits with status 0.
+
+    twistd re-raises a terminating signal after shutting down, so the exit
+    status would say "killed"; SIGTERM is how operators and service managers
+    ask a daemon to stop, and a clean stop should read as success.
+    """
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        log.info("received SIGTERM, shutting down")
+        reactor.callFromThread(reactor.stop)
+
+    # After startup, so that this replaces the reactor's own handler.
+    reactor.callWhenRunning(signal.signal, signal.SIGTERM, on_sigterm)
+
+
 def makeService(options: Options, reactor: Any = None) -> service.MultiService:
-    """Build the daemon: one `Game`, a player listener and an admin listener."""
+    """Build the daemon: one `Game`, a player listener and an admin listener.
+
+    ``reactor`` is for tests; twistd passes none and gets the global reactor
+    with SIGTERM made a clean exit.
+    """
     if reactor is None:
         from twisted.internet import reactor
+
+        exit_cleanly_on_sigterm(reactor)
     top = service.MultiService()
     game = Game(
         reactor,

@@ -1,0 +1,57 @@
+"""End-to-end: ``twistd -n guessgame`` as a subprocess, played over sockets."""
+
+from __future__ import annotations
+
+import re
+import signal
+from contextlib import ExitStack
+
+from tests.e2e import Daemon, Line, play_to_win
+
+
+def test_play_win_who_and_sigterm() -> None:
+    """A real daemon: a win, who on the admin port, and a clean SIGTERM shutdown."""
+    with ExitStack() as stack:
+        daemon = stack.enter_context(Daemon())
+        admin = stack.enter_context(Line(daemon.ports["admin"]))
+        admin.send("Admin-Greetings")
+        assert admin.line() == "OK Admin-Greetings, 0 players online"
+
+        winner = stack.enter_context(Line(daemon.ports["player"]))
+        assert [winner.line(), winner.line()] == [
+            "You are now connected to the server!",
+            "Pick a number between 1-30",
+        ]
+        assert admin.line().startswith("EVENT join 1 player1 127.0.0.1:")
+        stayer = stack.enter_context(Line(daemon.ports["player"]))
+        assert [stayer.line(), stayer.line()] == [
+            "You are now connected to the server!",
+            "Pick a number between 1-30",
+        ]
+        assert admin.line().startswith("EVENT join 2 player2 127.0.0.1:")
+
+        admin.send("who")
+        stayer_port = stayer.sock.getsockname()[1]
+        assert re.fullmatch(r"PLAYER 1 player1 127\.0\.0\.1:\d+ 0 \S+Z", admin.line())
+        assert re.fullmatch(
+            rf"PLAYER 2 player2 127\.0\.0\.1:{stayer_port} 0 \d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ",
+            admin.line(),
+        )
+        assert admin.line() == "OK 2 players"
+
+        secret, guesses, reply = play_to_win(winner)
+        counted = "1 guess" if guesses == 1 else f"{guesses} guesses"
+        assert reply == f"Correct! The number was {secret}. You won in {counted}!"
+        assert winner.closed()
+        assert admin.line() == f"EVENT win 1 player1 {secret} {guesses}"
+        assert stayer.line().startswith(f"*** player1 won the round with {secret}.")
+
+        daemon.signal(signal.SIGTERM)
+        assert stayer.line() == "*** The server is shutting down. Goodbye!"
+        events = [admin.line() for _ in range(3)]
+        assert events == [
+            "EVENT round 2 1-30",
+            "EVENT leave 1 player1 won",
+            "EVENT leave 2 player2 shutdown",
+        ]
+        assert daemon.wait() == 0
