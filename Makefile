@@ -28,7 +28,7 @@ run: $(VENV)/.installed  ## install and run the daemon in the foreground (ARGS="
 	$(BIN)/twistd --nodaemon --pidfile= guessgame $(ARGS)
 
 test: $(VENV)/.installed-test  ## install with the test extra, lint, type-check, run every test
-	$(BIN)/ruff check guessgame tests bench twisted
+	$(BIN)/ruff check .
 	$(BIN)/mypy guessgame
 	$(BIN)/python -m pytest $(ARGS)
 
