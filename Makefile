@@ -17,11 +17,11 @@ $(BIN)/python:
 
 # Stamps record that the install ran against the current setup.cfg.
 $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
-	$(BIN)/python -m pip install --quiet --editable . --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet --editable .
 	@touch $@
 
 $(VENV)/.installed-test: $(BIN)/python setup.cfg pyproject.toml
-	$(BIN)/python -m pip install --quiet --editable '.[test]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet --editable '.[test]'
 	@touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed  ## install and run the daemon in the foreground (ARGS="--range 1-100")
