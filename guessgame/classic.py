@@ -21,9 +21,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from twisted.internet import defer, protocol
-from twisted.internet.interfaces import IDelayedCall, IProtocol
+from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, IProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from guessgame.game import GuessResult, Player
 from guessgame.lines import GuardedLineReceiver, Transport, format_address
@@ -94,6 +95,7 @@ def parse_classic_guess(text: str, hi: int) -> int | None:
     return int(digits)
 
 
+@implementer(IHalfCloseableProtocol)
 class DialectDetector(protocol.Protocol):
     """Holds a new player connection until its dialect is known.
 
@@ -142,6 +144,21 @@ class DialectDetector(protocol.Protocol):
             return
         self._stop_timer()
         self._buffer = b""
+
+    def readConnectionLost(self) -> None:
+        """The peer's input ended: what arrived can no longer become Hello."""
+        if self._next is None:
+            self._hand_off(classic=False)
+        successor = IHalfCloseableProtocol(self._next, None)
+        if successor is not None:
+            successor.readConnectionLost()
+        elif self.transport is not None:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """Our side can no longer send: close."""
+        if self.transport is not None:
+            self.transport.loseConnection()
 
     def _timed_out(self) -> None:
         self._timer = None
