@@ -6,19 +6,32 @@ check every ``write`` call on its own, with `RecordingTransport`.
 
 from __future__ import annotations
 
+import random
+import re
+import selectors
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet import defer, protocol
+import pytest_twisted
+from twisted.internet import defer, protocol, threads
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python import usage
 
 from guessgame.admin import AdminFactory
 from guessgame.classic import ClassicPlayerProtocol, DialectDetector
 from guessgame.game import Game, Joined, Left, Player, Won
 from guessgame.player import PlayerFactory, PlayerProtocol
 from guessgame.store import LeaderboardEntry, MemoryStore
-from tests.common import FakeObserver, make_game
+from guessgame.tap import Listener, Options, makeService
+from tests.common import FakeObserver, listen, make_game, open_client
 
 GREETING = b"You are now connected to the server!\r\nPick a number between 1-30\r\n"
 WAIT = 0.1
@@ -75,9 +88,7 @@ def open_conn(factory: protocol.Factory[Any], addr: Any = None) -> Conn:
 
 def classic_player(game: Game, port: int = 50000) -> tuple[Conn, Player]:
     """A connection that said Hello and Game; return it and its Player."""
-    conn = open_conn(
-        PlayerFactory(game, classic_wait=WAIT), IPv4Address("TCP", "127.0.0.1", port)
-    )
+    conn = open_conn(PlayerFactory(game, classic_wait=WAIT), IPv4Address("TCP", "127.0.0.1", port))
     assert conn.send(b"Hello\r\n") == [b"Greetings\r\n"]
     assert conn.send(b"Game\r\n") == [b"Ready\r\n"]
     player = list(game.players.values())[-1]
@@ -599,3 +610,319 @@ def test_hello_that_is_not_the_first_admin_line_is_modern(first: bytes) -> None:
     admin = open_conn(AdminFactory(make_game()))
     assert admin.send(first) == [b"ERR send Admin-Greetings first\r\n"]
     assert admin.send(b"Hello\r\n") == [b"ERR send Admin-Greetings first\r\n"]
+
+
+# Half-close: the end of the peer's input.
+
+
+def test_end_of_input_during_the_wait_greets_then_closes() -> None:
+    """Input ending during the wait (printf 'Hel' | nc): greeted, then closed."""
+    game = make_game()
+    conn = open_conn(PlayerFactory(game, classic_wait=WAIT))
+    conn.send(b"Hel")
+    conn.proto.readConnectionLost()
+    assert conn.transport.take() == [GREETING]
+    assert conn.closed
+    assert not game.clock.getDelayedCalls()
+
+
+@pytest.mark.parametrize(
+    ("data", "writes"),
+    [
+        (b"Hello\r\n", [b"Greetings\r\n"]),
+        (b"5\n", [GREETING, b"Too high! Pick a number between 1-30\r\n"]),
+    ],
+)
+def test_end_of_input_after_the_hand_off_closes_after_the_answers(
+    data: bytes, writes: list[bytes]
+) -> None:
+    """Input ending after a line: the answers stay queued and the close follows them."""
+    game = make_game(seed=2)
+    game._secret = 3
+    conn = open_conn(PlayerFactory(game, classic_wait=WAIT))
+    assert conn.send(data) == writes
+    assert not conn.closed
+    conn.proto.readConnectionLost()
+    assert conn.closed
+
+
+# The --classic-wait option.
+
+
+def test_classic_wait_option_default_and_values() -> None:
+    """--classic-wait defaults to 0.1 seconds and takes 0 and decimals."""
+    assert parse_options()["classic-wait"] == 0.1
+    assert parse_options("--classic-wait", "0")["classic-wait"] == 0.0
+    assert parse_options("--classic-wait", "0.25")["classic-wait"] == 0.25
+    assert parse_options("--classic-wait=2")["classic-wait"] == 2.0
+
+
+@pytest.mark.parametrize("value", ["-1", "-0.1", "abc", "", "nan", "inf", "1e-1", "0x1", "9" * 400])
+def test_classic_wait_option_bad_values(value: str) -> None:
+    """A value that is not a finite number of seconds, 0 or more, is a usage error."""
+    with pytest.raises(usage.UsageError) as e:
+        parse_options("--classic-wait", value)
+    assert str(e.value) == (
+        f"--classic-wait must be a number of seconds, 0 or more (like 0.1), not {value!r}"
+    )
+
+
+@pytest.mark.parametrize(("value", "wait"), [("0.1", 0.1), ("0", 0.0)])
+def test_make_service_passes_the_wait_to_the_player_factory(value: str, wait: float) -> None:
+    """The daemon built by makeService gives the player factory the --classic-wait seconds."""
+    top = makeService(parse_options("--classic-wait", value), reactor=Clock())
+    listener = top.getServiceNamed("player")
+    assert isinstance(listener, Listener)
+    assert listener.factory.classic_wait == wait  # type: ignore[attr-defined]
+
+
+def parse_options(*argv: str) -> Options:
+    """Options parsed from ``argv``."""
+    options = Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+# Integration over loopback: what the original clients do, byte for byte.
+
+
+class ClassicClient:
+    """A blocking client like the original pclient.py and aclient.py.
+
+    It sends a line, then compares the result of one ``recv()`` with the
+    reply it expects, exactly as those clients do.  Run it in a thread.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+
+    def ask(self, line: bytes) -> bytes:
+        """Send one line and return what one recv() gives."""
+        self.sock.send(line + b"\r\n")
+        return self.sock.recv(1024)
+
+    def until_closed(self) -> bytes:
+        """Whatever arrives until the server closes."""
+        data = b""
+        while chunk := self.sock.recv(1024):
+            data += chunk
+        return data
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.sock.close()
+
+
+def classic_start(port: int) -> ClassicClient:
+    """Connect and say Hello and Game, checking each reply."""
+    client = ClassicClient(port)
+    assert client.ask(b"Hello") == b"Greetings\r\n"
+    assert client.ask(b"Game") == b"Ready\r\n"
+    return client
+
+
+def classic_play(client: ClassicClient, lo: int, hi: int) -> list[bytes]:
+    """Guess LO, LO+1, ... until Correct; return every reply, then check the close."""
+    replies = []
+    for guess in range(lo, hi + 1):
+        reply = client.ask(b"My Guess is: %d" % guess)
+        replies.append(reply)
+        assert reply in (b"Far\r\n", b"Close\r\n", b"Correct\r\n")
+        if reply == b"Correct\r\n":
+            assert client.until_closed() == b""
+            break
+    client.close()
+    return replies
+
+
+def classic_admin_who(port: int) -> bytes:
+    """Hello, then Who: return what one recv() gives, and check the close."""
+    client = ClassicClient(port)
+    try:
+        assert client.ask(b"Hello") == b"Admin-Greetings\r\n"
+        listing = client.ask(b"Who")
+        assert client.until_closed() == b""
+        return listing
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def daemon() -> Iterator[tuple[Game, int, int]]:
+    """A started Game on the reactor with a player port (0.1 s wait) and an admin port."""
+    from twisted.internet import reactor
+
+    game = Game(reactor, random.Random(7))
+    game.startService()
+    players = pytest_twisted.blockon(listen(PlayerFactory(game, classic_wait=WAIT)))
+    admins = pytest_twisted.blockon(listen(AdminFactory(game)))
+    yield game, players.getHost().port, admins.getHost().port
+    pytest_twisted.blockon(defer.gatherResults([players.stopListening(), admins.stopListening()]))
+    pytest_twisted.blockon(game.stopService())
+
+
+@pytest_twisted.inlineCallbacks
+def test_classic_client_wins_while_an_admin_watches(daemon: tuple[Game, int, int]) -> Any:
+    """A classic client joins (EVENT join, who), plays to Correct (EVENT win) and is closed."""
+    game, player_port, admin_port = daemon
+    admin = yield open_client(admin_port)
+    try:
+        admin.send("Admin-Greetings")
+        assert (yield admin.next_line()) == "OK Admin-Greetings, 0 players online"
+        client = yield threads.deferToThread(classic_start, player_port)
+        local = client.sock.getsockname()[1]
+        assert (yield admin.next_line()) == f"EVENT join 1 player1 127.0.0.1:{local}"
+        admin.send("who")
+        assert (yield admin.next_line()).startswith(f"PLAYER 1 player1 127.0.0.1:{local} 0 ")
+        assert (yield admin.next_line()) == "OK 1 player"
+        replies = yield threads.deferToThread(classic_play, client, game.lo, game.hi)
+        secret = len(replies)
+        assert replies[-1] == b"Correct\r\n"
+        assert all(
+            reply == (b"Close\r\n" if secret - guess <= 2 else b"Far\r\n")
+            for guess, reply in enumerate(replies[:-1], start=1)
+        )
+        assert (yield admin.next_line()) == f"EVENT win 1 player1 {secret} {secret}"
+        assert (yield admin.next_line()) == "EVENT leave 1 player1 won"
+        admin.send("count")
+        assert (yield admin.next_line()) == "OK 0 players"
+    finally:
+        yield admin.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_classic_admin_lists_two_players_in_one_recv(daemon: tuple[Game, int, int]) -> Any:
+    """A classic admin's Who lists both connected players, IP PORT each, in one recv()."""
+    _, player_port, admin_port = daemon
+    modern = yield open_client(player_port)
+    assert (yield modern.next_line()) == "You are now connected to the server!"
+    classic = yield threads.deferToThread(classic_start, player_port)
+    try:
+        listing = yield threads.deferToThread(classic_admin_who, admin_port)
+        ports = (modern.transport.getHost().port, classic.sock.getsockname()[1])
+        assert listing == b"127.0.0.1 %d\r\n127.0.0.1 %d\r\n" % ports
+    finally:
+        classic.close()
+        yield modern.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_modern_client_sending_at_once_gets_greeting_then_reply(
+    daemon: tuple[Game, int, int],
+) -> Any:
+    """A modern client that sends before the greeting gets the greeting, then the reply."""
+    _, player_port, _ = daemon
+    from twisted.internet import reactor
+
+    start = reactor.seconds()
+    client = yield open_client(player_port)
+    try:
+        client.send("help")
+        assert (yield client.next_line()) == "You are now connected to the server!"
+        assert (yield client.next_line()) == "Pick a number between 1-30"
+        assert (yield client.next_line()).startswith("Guess the secret whole number between 1-30.")
+        silent = yield open_client(player_port)
+        assert (yield silent.next_line()) == "You are now connected to the server!"
+        assert reactor.seconds() - start >= WAIT
+        yield silent.close()
+    finally:
+        yield client.close()
+
+
+def half_closed_exchange(port: int, data: bytes) -> bytes:
+    """Send ``data``, shut the sending side at once (as printf | nc does), read to the end."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(1024):
+            received += chunk
+        return received
+
+
+@pytest_twisted.inlineCallbacks
+def test_half_closing_clients_get_their_answers(daemon: tuple[Game, int, int]) -> Any:
+    """Clients that half-close after their lines get every answer before the close."""
+    _, player_port, _ = daemon
+    classic = yield threads.deferToThread(half_closed_exchange, player_port, b"Hello\r\nGame\r\n")
+    assert classic == b"Greetings\r\nReady\r\n"
+    modern = yield threads.deferToThread(half_closed_exchange, player_port, b"0\n")
+    assert modern == GREETING + b"Pick a number between 1-30\r\n"
+    nothing = yield threads.deferToThread(half_closed_exchange, player_port, b"")
+    assert nothing == GREETING
+
+
+# End to end: twistd -n guessgame with its default options.
+
+
+@pytest.fixture
+def twistd_daemon() -> Iterator[tuple[int, int]]:
+    """``twistd -n guessgame`` on free loopback ports, defaults otherwise; its two ports."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from twisted.scripts.twistd import run; run()",
+            "--nodaemon",
+            "--pidfile=",
+            "guessgame",
+            "--player=tcp:0:interface=127.0.0.1",
+            "--admin=tcp:0:interface=127.0.0.1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        ports = read_ports(proc, deadline=time.monotonic() + 20)
+        yield ports["player"], ports["admin"]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def read_ports(proc: subprocess.Popen[bytes], deadline: float) -> dict[str, int]:
+    """The ports the daemon logs as listening, read from its output until ``deadline``."""
+    assert proc.stdout is not None
+    ports: dict[str, int] = {}
+    output = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while len(ports) < 2:
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(left):
+                pytest.fail(f"twistd did not start listening:\n{output.decode()}")
+            line = proc.stdout.readline()
+            if not line:
+                pytest.fail(f"twistd exited:\n{output.decode()}")
+            output += line
+            found = re.search(rb"(player|admin) port listening on 127\.0\.0\.1:(\d+)", line)
+            if found:
+                ports[found.group(1).decode()] = int(found.group(2))
+    return ports
+
+
+def test_twistd_serves_classic_clients_with_default_options(
+    twistd_daemon: tuple[int, int],
+) -> None:
+    """Against twistd -n guessgame, a classic admin lists a classic player that then wins."""
+    player_port, admin_port = twistd_daemon
+    client = classic_start(player_port)
+    try:
+        local = client.sock.getsockname()[1]
+        assert classic_admin_who(admin_port) == b"127.0.0.1 %d\r\n" % local
+        replies = classic_play(client, 1, 30)
+        assert replies[-1] == b"Correct\r\n"
+    finally:
+        client.close()
+    with socket.create_connection(("127.0.0.1", player_port), timeout=5) as modern:
+        greeting = b""
+        while not greeting.endswith(b"1-30\r\n"):
+            greeting += modern.recv(1024)
+        assert greeting == GREETING
