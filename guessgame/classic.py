@@ -247,24 +247,24 @@ class ClassicPlayerProtocol(GuardedLineReceiver):
         """Answer one line with exactly one reply, in one write."""
         word = text.lower() if text is not None else ""
         if word == "hello":
-            self.transport.write(GREETINGS)
+            self.reply(GREETINGS)
         elif word == "game":
-            self.transport.write(READY)
+            self.reply(READY)
         else:
             self._guess(text or "")
 
     def _guess(self, text: str) -> None:
         number = parse_classic_guess(text, self.game.hi)
         if number is None:
-            self.transport.write(FAR)
+            self.reply(FAR)
         elif not self.game.in_range(number):
             # Not a valid guess for the game, but still a distance away.
-            self.transport.write(CLOSE if abs(number - self.player.secret) <= 2 else FAR)
+            self.reply(CLOSE if abs(number - self.player.secret) <= 2 else FAR)
         else:
             secret = self.player.secret
             outcome = self.game.guess(self.player, number)
             if outcome.result is not GuessResult.CORRECT:
-                self.transport.write(CLOSE if abs(number - secret) <= 2 else FAR)
+                self.reply(CLOSE if abs(number - secret) <= 2 else FAR)
                 return
             # Read nothing more; answer once the win is saved, then close.
             self.pauseProducing()
@@ -273,13 +273,17 @@ class ClassicPlayerProtocol(GuardedLineReceiver):
             assert outcome.saved is not None
             outcome.saved.addBoth(lambda _: self._answer_and_close(CORRECT, "won"))
 
+    def reply(self, data: bytes) -> None:
+        """Send one classic reply, a whole line, in one write."""
+        self.transport.write(data)
+
     # Ways out.
 
     def _answer_and_close(self, reply: bytes, reason: str) -> None:
         if self._gone:
             return
         self._leave_reason = reason
-        self.transport.write(reply)
+        self.reply(reply)
         self.transport.loseConnection()
 
     def say_goodbye(self, text: str, reason: str) -> None:

@@ -6,6 +6,7 @@ check every ``write`` call on its own, with `RecordingTransport`.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import selectors
@@ -772,6 +773,9 @@ def test_classic_client_wins_while_an_admin_watches(daemon: tuple[Game, int, int
         client = yield threads.deferToThread(classic_start, player_port)
         local = client.sock.getsockname()[1]
         assert (yield admin.next_line()) == f"EVENT join 1 player1 127.0.0.1:{local}"
+        link = game.players[1].link
+        assert isinstance(link, ClassicPlayerProtocol)
+        assert link.transport.protocol is link  # type: ignore[attr-defined]
         admin.send("who")
         assert (yield admin.next_line()).startswith(f"PLAYER 1 player1 127.0.0.1:{local} 0 ")
         assert (yield admin.next_line()) == "OK 1 player"
@@ -811,7 +815,7 @@ def test_modern_client_sending_at_once_gets_greeting_then_reply(
     daemon: tuple[Game, int, int],
 ) -> Any:
     """A modern client that sends before the greeting gets the greeting, then the reply."""
-    _, player_port, _ = daemon
+    game, player_port, _ = daemon
     from twisted.internet import reactor
 
     start = reactor.seconds()
@@ -823,6 +827,9 @@ def test_modern_client_sending_at_once_gets_greeting_then_reply(
         assert (yield client.next_line()).startswith("Guess the secret whole number between 1-30.")
         silent = yield open_client(player_port)
         assert (yield silent.next_line()) == "You are now connected to the server!"
+        for player in game.players.values():
+            assert isinstance(player.link, PlayerProtocol)
+            assert player.link.transport.protocol is player.link  # type: ignore[attr-defined]
         assert reactor.seconds() - start >= WAIT
         yield silent.close()
     finally:
@@ -890,22 +897,23 @@ def twistd_daemon() -> Iterator[tuple[int, int]]:
 def read_ports(proc: subprocess.Popen[bytes], deadline: float) -> dict[str, int]:
     """The ports the daemon logs as listening, read from its output until ``deadline``."""
     assert proc.stdout is not None
-    ports: dict[str, int] = {}
+    fd = proc.stdout.fileno()
     output = b""
     with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while len(ports) < 2:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            found = dict(
+                re.findall(rb"(player|admin) port listening on 127\.0\.0\.1:(\d+)", output)
+            )
+            if len(found) == 2:
+                return {role.decode(): int(port) for role, port in found.items()}
             left = deadline - time.monotonic()
             if left <= 0 or not selector.select(left):
                 pytest.fail(f"twistd did not start listening:\n{output.decode()}")
-            line = proc.stdout.readline()
-            if not line:
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 pytest.fail(f"twistd exited:\n{output.decode()}")
-            output += line
-            found = re.search(rb"(player|admin) port listening on 127\.0\.0\.1:(\d+)", line)
-            if found:
-                ports[found.group(1).decode()] = int(found.group(2))
-    return ports
+            output += chunk
 
 
 def test_twistd_serves_classic_clients_with_default_options(
