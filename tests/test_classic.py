@@ -814,17 +814,17 @@ def test_classic_admin_lists_two_players_in_one_recv(daemon: tuple[Game, int, in
 def test_modern_client_sending_at_once_gets_greeting_then_reply(
     daemon: tuple[Game, int, int],
 ) -> Any:
-    """A modern client that sends before the greeting gets the greeting, then the reply."""
+    """Sending at once gets the greeting, then the reply; a silent client waits 0.1 s."""
     game, player_port, _ = daemon
     from twisted.internet import reactor
 
-    start = reactor.seconds()
     client = yield open_client(player_port)
     try:
         client.send("help")
         assert (yield client.next_line()) == "You are now connected to the server!"
         assert (yield client.next_line()) == "Pick a number between 1-30"
         assert (yield client.next_line()).startswith("Guess the secret whole number between 1-30.")
+        start = reactor.seconds()
         silent = yield open_client(player_port)
         assert (yield silent.next_line()) == "You are now connected to the server!"
         for player in game.players.values():
