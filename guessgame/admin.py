@@ -16,6 +16,7 @@ from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from guessgame.classic import HELLO_TEXT, ClassicAdmin
 from guessgame.game import Event, Game, Joined, Left, RoundStarted, Won, plural
 from guessgame.lines import GuardedLineReceiver, format_address
 
@@ -67,6 +68,9 @@ class AdminProtocol(GuardedLineReceiver):
         self.factory = factory
         self.game = factory.game
         self.authenticated = False
+        #: Set when the first line was the classic ``Hello``.
+        self.classic: ClassicAdmin | None = None
+        self._first_line = True
         self._closed: list[defer.Deferred[None]] = []
         self._commands: dict[str, Callable[[str], None]] = {
             "who": self.do_who,
@@ -113,6 +117,14 @@ class AdminProtocol(GuardedLineReceiver):
 
     def text_received(self, text: str | None) -> None:
         """Answer one line: the handshake first, then commands."""
+        if self.classic is not None:
+            self.classic.text_received(text)
+            return
+        first_line, self._first_line = self._first_line, False
+        if first_line and text == HELLO_TEXT:
+            self.classic = ClassicAdmin(self)
+            self.classic.hello()
+            return
         if text is None:
             self.send_line("ERR invalid UTF-8")
             return

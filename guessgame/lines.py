@@ -13,8 +13,9 @@ import functools
 from typing import Protocol
 
 from twisted.internet import address
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
 from twisted.protocols.basic import LineReceiver
+from zope.interface import implementer
 
 from guessgame.telnet import TelnetFilter
 
@@ -60,6 +61,7 @@ def format_address(addr: IAddress) -> str:
     return "unix:0"
 
 
+@implementer(IHalfCloseableProtocol)
 class GuardedLineReceiver(LineReceiver):
     """A `LineReceiver` that no input can make misbehave."""
 
@@ -130,3 +132,15 @@ class GuardedLineReceiver(LineReceiver):
         self._buffer = b""
         if not self.transport.disconnecting:
             self.refuse_long_line()
+
+    # Half-close: ``printf '5\n' | nc host 4000`` sends its lines, then
+    # shuts its side.  Answer what arrived before closing, instead of
+    # letting the end of input drop the answers still queued.
+
+    def readConnectionLost(self) -> None:
+        """The peer sent all it will: flush what is queued, then close."""
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """Our side can no longer send: close."""
+        self.transport.loseConnection()

@@ -12,6 +12,7 @@ from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from guessgame.classic import DialectDetector
 from guessgame.game import Game, GuessResult, NameResult, Player, plural
 from guessgame.lines import GuardedLineReceiver, format_address
 
@@ -162,15 +163,21 @@ class PlayerProtocol(GuardedLineReceiver):
         self.say_goodbye("Goodbye!", "quit")
 
 
-class PlayerFactory(protocol.Factory[PlayerProtocol]):
-    """Builds a `PlayerProtocol` per connection, all sharing one `Game`."""
+class PlayerFactory(protocol.Factory[protocol.Protocol]):
+    """Builds a `PlayerProtocol` per connection, all sharing one `Game`.
+
+    With ``classic_wait`` above 0 each connection starts as a
+    `DialectDetector`, which waits that many seconds at most for the
+    classic ``Hello`` before handing over to a `PlayerProtocol`.
+    """
 
     noisy = False
     protocol = PlayerProtocol
 
-    def __init__(self, game: Game, *, max_line: int = 512) -> None:
+    def __init__(self, game: Game, *, max_line: int = 512, classic_wait: float = 0.0) -> None:
         self.game = game
         self.max_line = max_line
+        self.classic_wait = classic_wait
         self.prompt = f"Pick a number between {game.range_text}"
         self.too_low = f"Too low! {self.prompt}"
         self.too_high = f"Too high! {self.prompt}"
@@ -180,6 +187,8 @@ class PlayerFactory(protocol.Factory[PlayerProtocol]):
             "help (this text), quit or exit (leave)."
         )
 
-    def buildProtocol(self, addr: IAddress | None) -> PlayerProtocol:
-        """A protocol for one new player."""
+    def buildProtocol(self, addr: IAddress | None) -> PlayerProtocol | DialectDetector:
+        """A protocol for one new player: the detector when classic is on."""
+        if self.classic_wait > 0:
+            return DialectDetector(self, PlayerProtocol, self.classic_wait)
         return PlayerProtocol(self)

@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import math
 import random
+import re
 import signal
 from types import FrameType
 from typing import Any
@@ -74,6 +76,13 @@ class Options(usage.Options):
             "Longest line accepted, in bytes; longer lines close the connection.",
         ],
         [
+            "classic-wait",
+            None,
+            "0.1",
+            "Seconds a new player connection waits for the classic 'Hello' of the "
+            "original coursework clients before it is greeted (0: no classic dialect).",
+        ],
+        [
             "max-admins",
             None,
             "1",
@@ -91,6 +100,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"--mode must be shared or solo, not {self['mode']!r}")
         self["max-line"] = _whole_number("max-line", self["max-line"], minimum=16)
         self["max-admins"] = _whole_number("max-admins", self["max-admins"], minimum=0)
+        self["classic-wait"] = _seconds("classic-wait", self["classic-wait"])
         self["token"] = self._read_token()
         for name in ("player", "admin"):
             _check_endpoint(name, self[name])
@@ -122,6 +132,15 @@ def _whole_number(name: str, text: str, *, minimum: int) -> int:
             f"--{name} must be a whole number of at least {minimum}, not {text!r}"
         )
     return int(text)
+
+
+def _seconds(name: str, text: str) -> float:
+    number = re.fullmatch(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", text, re.ASCII)
+    if number is None or not math.isfinite(float(text)):
+        raise usage.UsageError(
+            f"--{name} must be a number of seconds, 0 or more (like 0.1), not {text!r}"
+        )
+    return float(text)
 
 
 def _check_endpoint(name: str, description: str) -> None:
@@ -221,7 +240,9 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         mode=options["mode"],
     )
     game.setServiceParent(top)
-    players = PlayerFactory(game, max_line=options["max-line"])
+    players = PlayerFactory(
+        game, max_line=options["max-line"], classic_wait=options["classic-wait"]
+    )
     admins = AdminFactory(
         game,
         token=options["token"],
