@@ -20,6 +20,8 @@ from guessgame.admin import AdminFactory
 from guessgame.game import MODES, Game, parse_range
 from guessgame.lines import format_address
 from guessgame.player import PlayerFactory
+from guessgame.sqlstore import StoreError, open_store
+from guessgame.store import MemoryStore, Store
 
 __all__ = ["Listener", "Options", "makeService"]
 
@@ -72,6 +74,13 @@ class Options(usage.Options):
             "Longest line accepted, in bytes; longer lines close the connection.",
         ],
         [
+            "db",
+            None,
+            "guessgame.sqlite3",
+            "SQLite file that keeps the leaderboard, counters and ids across "
+            "restarts (:memory: keeps nothing).",
+        ],
+        [
             "max-admins",
             None,
             "1",
@@ -90,6 +99,8 @@ class Options(usage.Options):
         self["max-line"] = _whole_number("max-line", self["max-line"], minimum=16)
         self["max-admins"] = _whole_number("max-admins", self["max-admins"], minimum=0)
         self["token"] = self._read_token()
+        if not self["db"]:
+            raise usage.UsageError("--db needs a file name (or :memory: to keep nothing)")
         for name in ("player", "admin"):
             _check_endpoint(name, self[name])
 
@@ -184,6 +195,21 @@ class Listener(service.Service):
         return None
 
 
+def open_database(path: str, reactor: Any) -> Store:
+    """The store for ``--db PATH``, opened and loaded now.
+
+    A database that cannot be used ends the program with one line that
+    says what and where (exit status 1): it is not a usage mistake, so no
+    usage text, and not a bug, so no traceback.
+    """
+    if path == ":memory:":
+        return MemoryStore()
+    try:
+        return open_store(path, reactor, reactor=reactor)
+    except StoreError as e:
+        raise SystemExit(f"guessgame: {e}") from None
+
+
 def makeService(options: Options, reactor: Any = None) -> service.MultiService:
     """Build the daemon: one `Game`, a player listener and an admin listener."""
     if reactor is None:
@@ -195,6 +221,7 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         lo=options["lo"],
         hi=options["hi"],
         mode=options["mode"],
+        store=open_database(options["db"], reactor),
     )
     game.setServiceParent(top)
     players = PlayerFactory(game, max_line=options["max-line"])

@@ -1,0 +1,348 @@
+"""The SQLite store: start-up checks, durable wins, batched counters, failures."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+
+from guessgame import sqlstore
+from guessgame.player import PlayerFactory
+from guessgame.sqlstore import (
+    APPLICATION_ID,
+    FLUSH_INTERVAL,
+    ID_BLOCK,
+    MIGRATIONS,
+    SQLiteStore,
+    StoreError,
+    open_store,
+)
+from guessgame.store import Counters, LeaderboardEntry
+from tests.common import FakeLink, connect, make_game, secret_of
+
+
+def read(path: Path, query: str) -> list[tuple[Any, ...]]:
+    """Run ``query`` on the file with a connection of its own."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(query).fetchall()
+    finally:
+        conn.close()
+
+
+def counters_in(path: Path) -> tuple[int, ...]:
+    """rounds, wins, guesses, last_id, id_mark as the file holds them."""
+    rows = read(path, "SELECT rounds, wins, guesses, last_id, id_mark FROM counters")
+    return tuple(rows[0])
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """A path for a database file that does not exist yet."""
+    return tmp_path / "game.sqlite3"
+
+
+@pytest.fixture
+def stores() -> Iterator[list[SQLiteStore]]:
+    """Stores a test opened; each is closed afterwards."""
+    opened: list[SQLiteStore] = []
+    yield opened
+    for store in opened:
+        pytest_twisted.blockon(store.close())
+
+
+@pytest.fixture
+def errors() -> Iterator[list[dict[str, Any]]]:
+    """The error-level events logged during the test."""
+    seen: list[dict[str, Any]] = []
+
+    def observer(event: dict[str, Any]) -> None:
+        if event.get("log_level") == LogLevel.error:
+            seen.append(event)
+
+    globalLogPublisher.addObserver(observer)
+    yield seen
+    globalLogPublisher.removeObserver(observer)
+
+
+@defer.inlineCallbacks
+def settled(store: SQLiteStore) -> Any:
+    """Wait until every write the store started (and any they start) is done."""
+    while store._writes:
+        yield defer.DeferredList(list(store._writes))
+
+
+def running(path: Path, stores: list[SQLiteStore], clock: Clock | None = None) -> SQLiteStore:
+    """Open ``path`` and start writing, as the game's start does."""
+    store = open_store(str(path), clock if clock is not None else Clock())
+    stores.append(store)
+    store.load()
+    return store
+
+
+# Start-up: create, migrate, reopen.
+
+
+def test_create_new_file(db: Path, stores: list[SQLiteStore]) -> None:
+    """A missing file becomes an empty guessgame database in WAL mode."""
+    snapshot = running(db, stores).load()
+    assert snapshot.leaderboard == []
+    assert snapshot.counters == Counters()
+    assert read(db, "PRAGMA application_id") == [(APPLICATION_ID,)]
+    assert read(db, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+    assert read(db, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_migrate_empty_file(db: Path) -> None:
+    """An empty file (a valid, blank SQLite database) gets the schema."""
+    db.write_bytes(b"")
+    open_store(str(db), Clock())
+    assert read(db, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+    assert read(db, "SELECT count(*) FROM leaderboard") == [(0,)]
+
+
+def test_migrate_older_version_keeps_data(db: Path, stores: list[SQLiteStore]) -> None:
+    """A database at an older schema version is brought up to date, rows kept."""
+    open_store(str(db), Clock())
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO leaderboard VALUES ('ann', 'Ann', 3, 2, 100.0)")
+    conn.commit()
+    conn.close()
+    newer = (*MIGRATIONS, ("ALTER TABLE leaderboard ADD COLUMN country TEXT",))
+    store = open_store(str(db), Clock(), migrations=newer)
+    assert read(db, "PRAGMA user_version") == [(len(MIGRATIONS) + 1,)]
+    assert read(db, "SELECT name, wins, best, country FROM leaderboard") == [("Ann", 3, 2, None)]
+    assert store.load().leaderboard == [LeaderboardEntry("Ann", 3, 2, 100.0)]
+    stores.append(store)
+
+
+def test_reopen_after_crash_starts_after_reserved_ids(db: Path) -> None:
+    """Without a clean close, the next start begins after the whole reserved block."""
+    first = open_store(str(db), Clock())
+    assert first._snapshot.counters.last_id == 0
+    assert counters_in(db)[4] == ID_BLOCK
+    second = open_store(str(db), Clock())
+    assert second._snapshot.counters.last_id == ID_BLOCK
+    assert counters_in(db)[4] == 2 * ID_BLOCK
+
+
+# Start-up errors: one message that says what and where.
+
+
+def test_not_a_database(db: Path) -> None:
+    """A file that is not SQLite at all is refused by name."""
+    db.write_text("hello, I am a text file\n" * 100)
+    with pytest.raises(StoreError) as caught:
+        open_store(str(db), Clock())
+    assert str(caught.value) == f"not a guessgame database: {db} (file is not a database)"
+
+
+def test_other_sqlite_database(db: Path) -> None:
+    """Another program's SQLite database is refused and left untouched."""
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE mail (id INTEGER)")
+    conn.commit()
+    conn.close()
+    before = db.read_bytes()
+    with pytest.raises(StoreError) as caught:
+        open_store(str(db), Clock())
+    assert str(caught.value) == f"not a guessgame database: {db}"
+    assert db.read_bytes() == before
+
+
+def test_newer_version(db: Path) -> None:
+    """A database from a newer schema version is refused, not downgraded."""
+    open_store(str(db), Clock())
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError) as caught:
+        open_store(str(db), Clock())
+    assert str(caught.value) == (
+        f"database {db} is from a newer guessgame "
+        f"(schema version {len(MIGRATIONS) + 1}; this one knows up to {len(MIGRATIONS)})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [
+        ("missing/game.sqlite3", "unable to open database file"),
+        (".", "it is a directory"),
+    ],
+)
+def test_cannot_open(tmp_path: Path, where: str, reason: str) -> None:
+    """A path that cannot be opened is refused with the reason."""
+    path = tmp_path / where
+    with pytest.raises(StoreError) as caught:
+        open_store(str(path), Clock())
+    assert str(caught.value) == f"cannot open database {os.path.abspath(path)}: {reason}"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_cannot_create_even_as_root() -> None:
+    """A path where no file can be created (here /proc) is refused."""
+    with pytest.raises(StoreError) as caught:
+        open_store("/proc/guessgame.sqlite3", Clock())
+    assert str(caught.value).startswith("cannot open database /proc/guessgame.sqlite3: ")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files anyway")
+def test_read_only_file(db: Path) -> None:
+    """A database file that cannot be written is refused at start."""
+    open_store(str(db), Clock())
+    for leftover in db.parent.glob(db.name + "-*"):
+        leftover.unlink()
+    db.chmod(0o444)
+    with pytest.raises(StoreError) as caught:
+        open_store(str(db), Clock())
+    assert str(caught.value).startswith(f"cannot use database {db}: ")
+
+
+# Run time: wins, batched counters, close, ids.
+
+
+@pytest_twisted.inlineCallbacks
+def test_win_is_committed_before_it_fires(db: Path, stores: list[SQLiteStore]) -> Any:
+    """When record_win fires, the entry and the counters are in the file."""
+    store = running(db, stores)
+    counters = store._snapshot.counters
+    counters.wins = 1
+    counters.guesses = 4
+    yield store.record_win(LeaderboardEntry("Ann", 1, 4, 1000.0))
+    assert read(db, "SELECT name_key, name, wins, best, last_win FROM leaderboard") == [
+        ("ann", "Ann", 1, 4, 1000.0)
+    ]
+    assert counters_in(db)[1:3] == (1, 4)
+    assert not store.failing
+
+
+@pytest_twisted.inlineCallbacks
+def test_counters_flushed_on_the_clock(db: Path, stores: list[SQLiteStore]) -> Any:
+    """Guesses reach the file at the next flush, not before."""
+    clock = Clock()
+    store = running(db, stores, clock)
+    store._snapshot.counters.guesses = 7
+    clock.advance(FLUSH_INTERVAL - 0.1)
+    assert store._flushing is None
+    assert counters_in(db)[2] == 0
+    clock.advance(0.1)
+    yield store._flushing
+    assert counters_in(db)[2] == 7
+
+
+@pytest_twisted.inlineCallbacks
+def test_game_state_survives_close_and_reopen(db: Path, stores: list[SQLiteStore]) -> Any:
+    """A clean stop keeps leaderboard, counters and ids; the next start goes on."""
+    store = running(db, stores)
+    game = make_game(store=store)
+    peer = connect(PlayerFactory(game))
+    peer.send(b"name Ann\n")
+    secret = secret_of(game)
+    wrong = 1 if secret != 1 else 2
+    peer.send(f"{wrong}\n{secret}\n".encode())
+    yield game.stopService()
+    assert counters_in(db) == (2, 1, 2, 1, 1)
+
+    game = make_game(store=running(db, stores))
+    assert [(e.name, e.wins, e.best) for e in game.leaderboard()] == [("Ann", 1, 2)]
+    assert game.stats()["rounds"] == 3
+    assert game.stats()["guesses"] == 2
+    assert game.join(FakeLink(), "127.0.0.1:1").id == 2
+    yield game.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_ids_reserved_ahead_of_use(
+    db: Path, stores: list[SQLiteStore], monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """Ids handed out stay reserved in the file, so a crash never reuses them."""
+    monkeypatch.setattr(sqlstore, "ID_BLOCK", 10)
+    store = running(db, stores)
+    game = make_game(store=store)
+    ids = [game.join(FakeLink(), "127.0.0.1:1").id for _ in range(25)]
+    yield settled(store)
+    assert counters_in(db)[4] >= max(ids)
+    # Start again without closing, as after kill -9.
+    again = open_store(str(db), Clock())
+    assert again._snapshot.counters.last_id >= max(ids)
+
+
+@pytest_twisted.inlineCallbacks
+def test_new_round_is_written_at_once(db: Path, stores: list[SQLiteStore]) -> Any:
+    """A new round number reaches the file without waiting for the clock."""
+    store = running(db, stores)
+    game = make_game(store=store)
+    number = game.new_round()
+    yield settled(store)
+    assert counters_in(db)[0] == number
+
+
+# Run-time failures: the game goes on.
+
+
+@pytest_twisted.inlineCallbacks
+def test_failing_writes_do_not_stop_the_game(
+    db: Path, stores: list[SQLiteStore], errors: list[dict[str, Any]]
+) -> Any:
+    """A win whose write fails still gets Correct!, stats says failing, then recovers."""
+    clock = Clock()
+    store = running(db, stores, clock)
+    game = make_game(store=store, clock=clock)
+    assert game.stats()["store"] == "ok"
+    pool = store._pool
+    assert pool is not None
+    yield pool.runOperation("PRAGMA query_only = ON")
+
+    peer = connect(PlayerFactory(game))
+    peer.read()
+    peer.send(b"name Ann\n")
+    secret = secret_of(game)
+    peer.proto.dataReceived(f"{secret}\n".encode())
+    yield settled(store)
+    assert peer.read() == [f"Correct! The number was {secret}. You won in 1 guess!"]
+    assert game.stats()["store"] == "failing"
+    assert read(db, "SELECT count(*) FROM leaderboard") == [(0,)]
+    # The win, then the new round's counters.
+    assert [e["what"] for e in errors] == ["win", "counters"]
+    text = formatEvent(errors[0])
+    assert text.startswith(f"cannot write win to database {db}: attempt to write a readonly")
+    assert text.endswith(
+        "not written: counters rounds=1 wins=1 guesses=1 last_id=1 "
+        f"id_mark={ID_BLOCK}; leaderboard Ann wins=1 best=1 last_win=0"
+    )
+
+    # The game keeps playing while the file cannot be written.
+    other = connect(PlayerFactory(game))
+    assert other.send(b"help\n")[-1].startswith("Guess the secret")
+
+    yield pool.runOperation("PRAGMA query_only = OFF")
+    clock.advance(FLUSH_INTERVAL)
+    yield store._flushing
+    assert game.stats()["store"] == "ok"
+    assert read(db, "SELECT name, wins, best FROM leaderboard") == [("Ann", 1, 1)]
+    assert counters_in(db)[1] == 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_removed_file_counts_as_failing(
+    db: Path, stores: list[SQLiteStore], errors: list[dict[str, Any]]
+) -> Any:
+    """Writes into a file that was deleted would be lost: that is a failure."""
+    store = running(db, stores)
+    yield store.record_win(LeaderboardEntry("Ann", 1, 3, 1000.0))
+    assert not store.failing
+    for path in db.parent.glob(db.name + "*"):
+        path.unlink()
+    yield store.record_win(LeaderboardEntry("Ann", 2, 3, 1001.0))
+    assert store.failing
+    assert "the file was removed" in errors[0]["error"]
