@@ -252,6 +252,8 @@ class SQLiteStore:
         self._warned_ids = False
         # What the last successful write held; a flush with nothing new is skipped.
         self._saved: _Row = (*_counter_values(self._counters), id_mark)
+        # What the last write started held (committed or not).
+        self._queued: _Row = self._saved
         # Wins whose write failed, by name key, written again at the next flush.
         self._unsaved: dict[str, LeaderboardEntry] = {}
         self._flushing: defer.Deferred[None] | None = None
@@ -296,7 +298,7 @@ class SQLiteStore:
         if counters.last_id > self._id_mark - ID_BLOCK // 2:
             self._id_mark = counters.last_id + ID_BLOCK
             self.flush()
-        elif counters.rounds > self._saved[0]:
+        elif counters.rounds > self._queued[0]:
             self.flush()
 
     def record_win(self, entry: LeaderboardEntry) -> defer.Deferred[None]:
@@ -352,7 +354,7 @@ class SQLiteStore:
     def _write(self, entries: tuple[LeaderboardEntry, ...], what: str) -> defer.Deferred[None]:
         """Write ``entries`` and the counters as they are now, in one transaction."""
         assert self._pool is not None
-        row = self._row()
+        row = self._queued = self._row()
         d: defer.Deferred[None] = self._pool.runInteraction(
             _save, self.path, self._inode, row, entries
         )
