@@ -388,12 +388,16 @@ class SQLiteStore:
     def _write_failed(
         self, failure: Failure, row: _Row, entries: tuple[LeaderboardEntry, ...], what: str
     ) -> None:
-        self.failing = True
+        was_failing, self.failing = self.failing, True
         for entry in entries:
             key = entry.name.lower()
             newer = self._unsaved.get(key)
             if newer is None or newer.wins <= entry.wins:
                 self._unsaved[key] = entry
+        # Every lost win is logged; the counters (and the wins already
+        # logged) are retried every flush, and logged once per outage.
+        if what != "win" and was_failing:
+            return
         log.error(
             "cannot write {what} to database {path}: {error}; not written: "
             "counters rounds={rounds} wins={wins} guesses={guesses} last_id={last_id} "

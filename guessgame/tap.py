@@ -205,7 +205,9 @@ def open_database(path: str, reactor: Any) -> Store:
     if path == ":memory:":
         return MemoryStore()
     try:
-        return open_store(path, reactor, reactor=reactor)
+        # The flush timer runs on ``reactor`` (a test may pass a Clock); the
+        # database thread reports back through the global reactor.
+        return open_store(path, reactor)
     except StoreError as e:
         raise SystemExit(f"guessgame: {e}") from None
 
