@@ -223,7 +223,12 @@ def _open_connection(conn: sqlite3.Connection) -> None:
 
 
 class SQLiteStore:
-    """A `Store` kept in an SQLite file; build it with `open_store`."""
+    """A `Store` kept in an SQLite file; build it with `open_store`.
+
+    One transaction at a time: what is asked for while one runs (wins, a
+    flush) goes into the next, so a burst of wins costs one commit, not
+    one each.
+    """
 
     def __init__(
         self,
@@ -246,20 +251,19 @@ class SQLiteStore:
         self._inode = inode
         self._pool: adbapi.ConnectionPool | None = None
         self._loop: task.LoopingCall | None = None
-        # The id mark asked for and the one known committed.
+        # The id mark asked for, and the highest one committed.
         self._id_mark = id_mark
         self._id_mark_saved = id_mark
         self._warned_ids = False
-        # What the last successful write held; a flush with nothing new is skipped.
+        # The counters of the last commit, and of the last transaction started.
         self._saved: _Row = (*_counter_values(self._counters), id_mark)
-        # What the last write started held (committed or not).
         self._queued: _Row = self._saved
-        # Wins whose write failed, by name key, written again at the next flush.
+        # Wins whose write failed, by name key: written again with the next write.
         self._unsaved: dict[str, LeaderboardEntry] = {}
-        self._flushing: defer.Deferred[None] | None = None
-        self._flush_again = False
-        self._writes: set[defer.Deferred[None]] = set()
-        self._closed = False
+        # What the next transaction carries: a win, or None for "the counters".
+        self._waiting: list[tuple[LeaderboardEntry | None, defer.Deferred[None]]] = []
+        # The transaction running now.
+        self._busy: defer.Deferred[None] | None = None
 
     # The Store interface.
 
@@ -303,46 +307,36 @@ class SQLiteStore:
 
     def record_win(self, entry: LeaderboardEntry) -> defer.Deferred[None]:
         """Commit ``entry`` and the counters; fire once committed, never fail."""
-        self._unsaved.pop(entry.name.lower(), None)
-        return self._write((entry,), "win")
+        if self._pool is None:
+            self.failing = True
+            log.error(
+                "database {path} is closed: win not written: {entry}",
+                path=self.path,
+                entry=_describe((entry,)),
+            )
+            return defer.succeed(None)
+        return self._ask(entry)
 
     def flush(self) -> defer.Deferred[None]:
         """Write the counters (and any win not yet written) if they changed.
 
-        One flush at a time: asked for while one is running, it runs again
-        right after.  Never fails.
+        Fires once that write is done; never fails.
         """
-        if self._pool is None or self._closed:
+        if self._pool is None:
             return defer.succeed(None)
-        if self._flushing is not None:
-            self._flush_again = True
-            return self._flushing
-        if not self._unsaved and self._row() == self._saved:
-            return defer.succeed(None)
-        self._flushing = d = self._write(tuple(self._unsaved.values()), "counters")
-
-        def done(_: None) -> None:
-            self._flushing = None
-            if self._flush_again:
-                self._flush_again = False
-                self.flush()
-
-        d.addCallback(done)
-        return d
+        return self._ask(None)
 
     @defer.inlineCallbacks
     def close(self) -> Any:
-        """Write what is pending, release the id reservation, close the file."""
-        if self._pool is None or self._closed:
+        """Write what is pending, give back the unused ids, close the file."""
+        if self._pool is None:
             return
-        self._closed = True
         if self._loop is not None and self._loop.running:
             self._loop.stop()
-        # Every id handed out is in last_id now: the next start continues there.
-        yield defer.DeferredList(list(self._writes))
+        # The game has stopped: every id handed out is in last_id, and the
+        # next start may continue right after it.
         self._id_mark = self._counters.last_id
-        self._flushing = None
-        yield self._write(tuple(self._unsaved.values()), "counters")
+        yield self.flush()
         pool, self._pool = self._pool, None
         pool.close()
 
@@ -351,26 +345,45 @@ class SQLiteStore:
     def _row(self) -> _Row:
         return (*_counter_values(self._counters), self._id_mark)
 
-    def _write(self, entries: tuple[LeaderboardEntry, ...], what: str) -> defer.Deferred[None]:
-        """Write ``entries`` and the counters as they are now, in one transaction."""
-        assert self._pool is not None
-        row = self._queued = self._row()
-        d: defer.Deferred[None] = self._pool.runInteraction(
-            _save, self.path, self._inode, row, entries
-        )
-        d.addCallbacks(
+    def _ask(self, entry: LeaderboardEntry | None) -> defer.Deferred[None]:
+        d: defer.Deferred[None] = defer.Deferred()
+        self._waiting.append((entry, d))
+        self._next()
+        return d
+
+    def _next(self) -> None:
+        """Start the next transaction with all that waits, unless one runs."""
+        if self._busy is not None or self._pool is None or not self._waiting:
+            return
+        waiting, self._waiting = self._waiting, []
+        batch = dict(self._unsaved)
+        wins = 0
+        for entry, _ in waiting:
+            if entry is not None:
+                wins += 1
+                batch[entry.name.lower()] = entry
+        row = self._row()
+        if not batch and row == self._saved:
+            for _, d in waiting:
+                d.callback(None)
+            return
+        entries = tuple(batch.values())
+        self._queued = row
+        busy = self._busy = self._pool.runInteraction(_save, self.path, self._inode, row, entries)
+        busy.addCallbacks(
             self._written,
             self._write_failed,
             callbackArgs=(row, entries),
-            errbackArgs=(row, entries, what),
+            errbackArgs=(row, entries, wins),
         )
-        self._writes.add(d)
-        d.addBoth(self._forget, d)
-        return d
 
-    def _forget(self, result: None, d: defer.Deferred[None]) -> None:
-        self._writes.discard(d)
-        return result
+        def done(result: None) -> None:
+            self._busy = None
+            for _, d in waiting:
+                d.callback(None)
+            self._next()
+
+        busy.addCallback(done)
 
     def _written(self, _: None, row: _Row, entries: tuple[LeaderboardEntry, ...]) -> None:
         if self.failing:
@@ -382,27 +395,28 @@ class SQLiteStore:
             self._warned_ids = False
         for entry in entries:
             key = entry.name.lower()
-            if self._unsaved.get(key) is entry:
+            old = self._unsaved.get(key)
+            if old is not None and old.wins <= entry.wins:
                 del self._unsaved[key]
 
     def _write_failed(
-        self, failure: Failure, row: _Row, entries: tuple[LeaderboardEntry, ...], what: str
+        self, failure: Failure, row: _Row, entries: tuple[LeaderboardEntry, ...], wins: int
     ) -> None:
         was_failing, self.failing = self.failing, True
         for entry in entries:
             key = entry.name.lower()
-            newer = self._unsaved.get(key)
-            if newer is None or newer.wins <= entry.wins:
+            old = self._unsaved.get(key)
+            if old is None or old.wins <= entry.wins:
                 self._unsaved[key] = entry
         # Every lost win is logged; the counters (and the wins already
-        # logged) are retried every flush, and logged once per outage.
-        if what != "win" and was_failing:
+        # logged) are tried again at every flush, and logged once an outage.
+        if not wins and was_failing:
             return
         log.error(
             "cannot write {what} to database {path}: {error}; not written: "
             "counters rounds={rounds} wins={wins} guesses={guesses} last_id={last_id} "
             "id_mark={id_mark}; leaderboard {entries}",
-            what=what,
+            what="win" if wins else "counters",
             path=self.path,
             error=failure.getErrorMessage(),
             rounds=row[0],
@@ -410,12 +424,18 @@ class SQLiteStore:
             guesses=row[2],
             last_id=row[3],
             id_mark=row[4],
-            entries=", ".join(
-                f"{e.name} wins={e.wins} best={e.best} last_win={e.last_win:.0f}"
-                for e in entries
-            )
-            or "unchanged",
+            entries=_describe(entries),
         )
+
+
+def _describe(entries: tuple[LeaderboardEntry, ...]) -> str:
+    """Leaderboard entries as a log shows them."""
+    return (
+        ", ".join(
+            f"{e.name} wins={e.wins} best={e.best} last_win={e.last_win:.0f}" for e in entries
+        )
+        or "unchanged"
+    )
 
 
 def _save(

@@ -85,8 +85,8 @@ def errors() -> Iterator[list[dict[str, Any]]]:
 @defer.inlineCallbacks
 def settled(store: SQLiteStore) -> Any:
     """Wait until every write the store started (and any they start) is done."""
-    while store._writes:
-        yield defer.DeferredList(list(store._writes))
+    while store._busy is not None:
+        yield store._busy
 
 
 def running(path: Path, stores: list[SQLiteStore], clock: Clock | None = None) -> SQLiteStore:
@@ -276,10 +276,10 @@ def test_counters_flushed_on_the_clock(db: Path, stores: list[SQLiteStore]) -> A
     store = running(db, stores, clock)
     store._snapshot.counters.guesses = 7
     clock.advance(FLUSH_INTERVAL - 0.1)
-    assert store._flushing is None
+    assert store._busy is None
     assert counters_in(db)[2] == 0
     clock.advance(0.1)
-    yield store._flushing
+    yield settled(store)
     assert counters_in(db)[2] == 7
 
 
@@ -374,7 +374,7 @@ def test_failing_writes_do_not_stop_the_game(
 
     yield pool.runOperation("PRAGMA query_only = OFF")
     clock.advance(FLUSH_INTERVAL)
-    yield store._flushing
+    yield settled(store)
     assert game.stats()["store"] == "ok"
     assert read(db, "SELECT name, wins, best FROM leaderboard") == [("Ann", 1, 1)]
     assert counters_in(db)[1] == 1
