@@ -31,7 +31,6 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import astuple
 from typing import Any
 
 from twisted.enterprise import adbapi
@@ -207,8 +206,7 @@ def _load(conn: sqlite3.Connection) -> tuple[Snapshot, int]:
 
 
 def _counter_values(counters: Counters) -> tuple[int, int, int, int]:
-    rounds, wins, guesses, last_id = astuple(counters)
-    return rounds, wins, guesses, last_id
+    return counters.rounds, counters.wins, counters.guesses, counters.last_id
 
 
 def _inode(path: str) -> tuple[int, int]:
@@ -377,13 +375,16 @@ class SQLiteStore:
             errbackArgs=(row, entries, wins),
         )
 
-        def done(result: None) -> None:
+        def done(result: Failure | None) -> None:
+            # Whatever happened, the waiters fire and the next write may start.
+            if isinstance(result, Failure):
+                log.failure("store bookkeeping failed", result)
             self._busy = None
             for _, d in waiting:
                 d.callback(None)
             self._next()
 
-        busy.addCallback(done)
+        busy.addBoth(done)
 
     def _written(self, _: None, row: _Row, entries: tuple[LeaderboardEntry, ...]) -> None:
         if self.failing:
