@@ -161,8 +161,9 @@ def open_store(
         raise StoreError(f"cannot use database {where}: {e.strerror}") from None
     finally:
         conn.close()
+    # The absolute path: logs say where, and a later chdir changes nothing.
     return SQLiteStore(
-        path,
+        where,
         snapshot,
         clock,
         id_mark=id_mark,

@@ -381,6 +381,34 @@ def test_failing_writes_do_not_stop_the_game(
 
 
 @pytest_twisted.inlineCallbacks
+def test_later_win_is_not_overwritten_by_a_retry(
+    db: Path, stores: list[SQLiteStore], errors: list[dict[str, Any]]
+) -> Any:
+    """A win that failed and a later one of the same name: the file ends with the later."""
+    store = running(db, stores)
+    pool = store._pool
+    assert pool is not None
+    yield pool.runOperation("PRAGMA query_only = ON")
+    yield store.record_win(LeaderboardEntry("Ann", 1, 5, 1000.0))
+    assert store.failing
+    yield pool.runOperation("PRAGMA query_only = OFF")
+    yield store.record_win(LeaderboardEntry("ann", 2, 3, 1001.0))
+    yield store.flush()
+    assert not store.failing
+    assert read(db, "SELECT name, wins, best FROM leaderboard") == [("ann", 2, 3)]
+    assert len(errors) == 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_burst_of_wins_all_committed(db: Path, stores: list[SQLiteStore]) -> Any:
+    """Many wins at once each fire, and every one is in the file when they have."""
+    store = running(db, stores)
+    saved = [store.record_win(LeaderboardEntry(f"p{i}", 1, 3, 1000.0)) for i in range(50)]
+    yield defer.gatherResults(saved)
+    assert read(db, "SELECT count(*) FROM leaderboard") == [(50,)]
+
+
+@pytest_twisted.inlineCallbacks
 def test_removed_file_counts_as_failing(
     db: Path, stores: list[SQLiteStore], errors: list[dict[str, Any]]
 ) -> Any:
