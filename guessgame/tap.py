@@ -23,7 +23,7 @@ from guessgame.player import PlayerFactory
 from guessgame.sqlstore import StoreError, open_store
 from guessgame.store import MemoryStore, Store
 
-__all__ = ["Listener", "Options", "makeService"]
+__all__ = ["Listener", "Options", "makeService", "open_database"]
 
 log = Logger()
 
