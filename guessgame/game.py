@@ -290,6 +290,7 @@ class Game(Service):
         """
         self._counters.last_id += 1
         pid = self._counters.last_id
+        self.store.sequences_advanced()
         player = Player(
             id=pid,
             name=f"player{pid}",
@@ -357,6 +358,7 @@ class Game(Service):
 
     def _new_round(self) -> int:
         self._counters.rounds += 1
+        self.store.sequences_advanced()
         self._secret = self._draw()
         self._emit(RoundStarted(self._counters.rounds, self.lo, self.hi))
         return self._counters.rounds
@@ -451,4 +453,5 @@ class Game(Service):
             "uptime": int(self.clock.seconds() - self._started_at),
             "mode": self.mode,
             "range": self.range_text,
+            "store": "failing" if self.store.failing else "ok",
         }

@@ -57,6 +57,13 @@ class Store(Protocol):
     def load(self) -> Snapshot:
         """Return the saved state; the game keeps and updates its counters."""
 
+    def sequences_advanced(self) -> None:
+        """The game took a new player id or round number.
+
+        A durable store makes sure that a restart, even after a crash,
+        starts after them: ids and round numbers are never reused.
+        """
+
     def record_win(self, entry: LeaderboardEntry) -> defer.Deferred[None]:
         """Save ``entry`` and the counters; fire once durable, never fail."""
 
@@ -75,6 +82,9 @@ class MemoryStore:
     def load(self) -> Snapshot:
         """Return the (initially empty) state."""
         return self._snapshot
+
+    def sequences_advanced(self) -> None:
+        """Nothing outlives the process, so nothing to reserve."""
 
     def record_win(self, entry: LeaderboardEntry) -> defer.Deferred[None]:
         """Remember ``entry``; already durable as far as memory goes."""

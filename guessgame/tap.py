@@ -24,8 +24,10 @@ from guessgame.admin import AdminFactory
 from guessgame.game import MODES, Game, parse_range
 from guessgame.lines import format_address
 from guessgame.player import PlayerFactory
+from guessgame.sqlstore import StoreError, open_store
+from guessgame.store import MemoryStore, Store
 
-__all__ = ["Listener", "Options", "makeService"]
+__all__ = ["Listener", "Options", "makeService", "open_database"]
 
 log = Logger()
 
@@ -83,6 +85,13 @@ class Options(usage.Options):
             "original coursework clients before it is greeted (0: no classic dialect).",
         ],
         [
+            "db",
+            None,
+            "guessgame.sqlite3",
+            "SQLite file that keeps the leaderboard, counters and ids across "
+            "restarts (:memory: keeps nothing).",
+        ],
+        [
             "max-admins",
             None,
             "1",
@@ -102,6 +111,8 @@ class Options(usage.Options):
         self["max-admins"] = _whole_number("max-admins", self["max-admins"], minimum=0)
         self["classic-wait"] = _seconds("classic-wait", self["classic-wait"])
         self["token"] = self._read_token()
+        if not self["db"]:
+            raise usage.UsageError("--db needs a file name (or :memory: to keep nothing)")
         for name in ("player", "admin"):
             _check_endpoint(name, self[name])
 
@@ -221,6 +232,23 @@ def exit_cleanly_on_sigterm(reactor: Any) -> None:
     reactor.callWhenRunning(signal.signal, signal.SIGTERM, on_sigterm)
 
 
+def open_database(path: str, reactor: Any) -> Store:
+    """The store for ``--db PATH``, opened and loaded now.
+
+    A database that cannot be used ends the program with one line that
+    says what and where (exit status 1): it is not a usage mistake, so no
+    usage text, and not a bug, so no traceback.
+    """
+    if path == ":memory:":
+        return MemoryStore()
+    try:
+        # The flush timer runs on ``reactor`` (a test may pass a Clock); the
+        # database thread reports back through the global reactor.
+        return open_store(path, reactor)
+    except StoreError as e:
+        raise SystemExit(f"guessgame: {e}") from None
+
+
 def makeService(options: Options, reactor: Any = None) -> service.MultiService:
     """Build the daemon: one `Game`, a player listener and an admin listener.
 
@@ -238,6 +266,7 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         lo=options["lo"],
         hi=options["hi"],
         mode=options["mode"],
+        store=open_database(options["db"], reactor),
     )
     game.setServiceParent(top)
     players = PlayerFactory(

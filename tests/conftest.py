@@ -10,6 +10,12 @@ from twisted.logger import globalLogPublisher
 
 
 @pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run every test in its own folder, so that a default --db never lands in the tree."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
 def observe_errors() -> Iterator[list[Any]]:
     """Fail the test if anything logged a failure (an unhandled error)."""
     failures: list[Any] = []

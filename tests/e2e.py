@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import re
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,7 +45,10 @@ class Daemon:
             "tcp:0:interface=127.0.0.1",
             *args,
         ]
-        self.cwd = cwd
+        # The working directory holds the default --db file: a fresh one
+        # per daemon unless the test names it.
+        self._own_cwd = cwd is None
+        self.cwd = cwd if cwd is not None else tempfile.mkdtemp(prefix="guessgame-e2e-")
         self.timeout = timeout
         self.ports: dict[str, int] = {}
         self.output = b""
@@ -104,6 +109,8 @@ class Daemon:
             self.proc.wait(timeout=10)
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()
+        if self._own_cwd:
+            shutil.rmtree(self.cwd, ignore_errors=True)
 
 
 class Line:

@@ -863,7 +863,7 @@ def test_half_closing_clients_get_their_answers(daemon: tuple[Game, int, int]) -
 
 
 @pytest.fixture
-def twistd_daemon() -> Iterator[tuple[int, int]]:
+def twistd_daemon(tmp_path: Path) -> Iterator[tuple[int, int]]:
     """``twistd -n guessgame`` on free loopback ports, defaults otherwise; its two ports."""
     proc = subprocess.Popen(
         [
@@ -878,7 +878,7 @@ def twistd_daemon() -> Iterator[tuple[int, int]]:
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=tmp_path,
     )
     try:
         ports = read_ports(proc, deadline=time.monotonic() + 20)

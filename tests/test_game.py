@@ -303,6 +303,9 @@ def test_store_snapshot_is_loaded_at_start() -> None:
 
             return defer.succeed(None)
 
+        def sequences_advanced(self) -> None:
+            pass
+
     game = Game(Clock(), random.Random(1), store=Preloaded())
     game.startService()
     assert game.round == 8
