@@ -1,141 +1,74 @@
 """End-to-end harness: ``twistd -n guessgame`` as a subprocess on free ports.
 
-`Daemon` starts the real daemon, learns the ports it bound from its log,
-and always kills it; `Line` is a blocking line socket with timeouts, for
-tests that play the daemon as a user would.
+`Daemon` starts the real daemon, learns the ports it bound from its log
+and always stops it; `Line` is a blocking line socket with a timeout on
+every read, for tests that play the daemon as a user would.
 """
 
 from __future__ import annotations
 
-import os
+import queue
 import re
-import selectors
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 from pathlib import Path
 
-LISTENING = re.compile(rb"(player|admin) port listening on ([\d.]+|\[[0-9a-f:]+\]):(\d+)")
+#: Bound on every wait of the end-to-end tests, in seconds.
+WAIT = 20.0
+
+LISTENING = re.compile(r"(player|admin) port listening on 127\.0\.0\.1:(\d+)")
 
 
-def twistd() -> str:
-    """The twistd script installed beside this Python."""
-    path = Path(sys.executable).with_name("twistd")
-    assert path.exists(), f"twistd is not installed beside {sys.executable}"
-    return str(path)
-
-
-class Daemon:
-    """A running ``twistd -n guessgame``; use as a context manager."""
-
-    def __init__(self, *args: str, cwd: str | Path | None = None, timeout: float = 20) -> None:
-        self.args = [
-            twistd(),
-            "--nodaemon",
-            "--pidfile=",
-            "--logfile=-",
-            "guessgame",
-            "--player",
-            "tcp:0:interface=127.0.0.1",
-            "--admin",
-            "tcp:0:interface=127.0.0.1",
-            *args,
-        ]
-        # The working directory holds the default --db file: a fresh one
-        # per daemon unless the test names it.
-        self._own_cwd = cwd is None
-        self.cwd = cwd if cwd is not None else tempfile.mkdtemp(prefix="guessgame-e2e-")
-        self.timeout = timeout
-        self.ports: dict[str, int] = {}
-        self.output = b""
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Daemon:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.kill()
-
-    def start(self) -> None:
-        """Start the daemon and wait until both ports listen."""
-        self.ports = {}
-        self.proc = subprocess.Popen(
-            self.args,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=self.cwd,
-            stdin=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + self.timeout
-        while len(self.ports) < 2:
-            chunk = self._read(deadline)
-            if not chunk:
-                raise AssertionError(f"daemon exited before listening:\n{self.output.decode()}")
-            for role, _host, port in LISTENING.findall(self.output):
-                self.ports[role.decode()] = int(port)
-
-    def _read(self, deadline: float) -> bytes:
-        assert self.proc is not None and self.proc.stdout is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            if not sel.select(max(0.0, deadline - time.monotonic())):
-                raise AssertionError(f"daemon output timed out:\n{self.output.decode()}")
-        chunk = os.read(self.proc.stdout.fileno(), 65536)
-        self.output += chunk
-        return chunk
-
-    def wait(self, timeout: float = 20) -> int:
-        """Wait for the process to exit, collecting its output; return its status."""
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while self._read(deadline):
-            pass
-        return self.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-
-    def signal(self, signum: int = signal.SIGTERM) -> None:
-        """Send ``signum`` to the daemon."""
-        assert self.proc is not None
-        self.proc.send_signal(signum)
-
-    def kill(self) -> None:
-        """Kill the daemon if it still runs."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
-        if self._own_cwd:
-            shutil.rmtree(self.cwd, ignore_errors=True)
+def daemon_command(*args: str) -> list[str]:
+    """``twistd -n guessgame`` on free loopback ports, then ``args``."""
+    twistd = Path(sys.executable).with_name("twistd")
+    assert twistd.exists(), f"twistd is not installed beside {sys.executable}"
+    return [
+        str(twistd), "--nodaemon", "--pidfile=", "--logfile=-", "guessgame",
+        "--player", "tcp:0:interface=127.0.0.1",
+        "--admin", "tcp:0:interface=127.0.0.1",
+        *args,
+    ]  # fmt: skip
 
 
 class Line:
-    """A blocking line-oriented socket with a timeout on every read."""
+    """A blocking line-oriented client socket with a timeout on every read."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10) -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = WAIT) -> None:
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.buffer = b""
 
     def send(self, text: str) -> None:
         """Send one line."""
-        self.sock.sendall(text.encode() + b"\r\n")
+        self.sock.sendall(text.encode("utf-8") + b"\r\n")
 
     def line(self) -> str:
-        """The next line (without CRLF); raises on timeout or close."""
+        """The next line (without its CRLF); raises on timeout or close."""
         while b"\r\n" not in self.buffer:
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise ConnectionError(f"closed; unread: {self.buffer!r}")
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line.decode()
+        return line.decode("utf-8")
+
+    def command(self, text: str) -> list[str]:
+        """An admin command's reply lines up to OK/ERR, pushed events left out."""
+        self.send(text)
+        lines: list[str] = []
+        while not lines or not lines[-1].startswith(("OK", "ERR")):
+            line = self.line()
+            if not line.startswith("EVENT "):
+                lines.append(line)
+        return lines
 
     def closed(self) -> bool:
-        """Whether the server closed the connection (after any unread data)."""
+        """Whether the server closed the connection, with nothing left unread."""
         return self.buffer == b"" and self.sock.recv(1) == b""
 
     def close(self) -> None:
@@ -149,10 +82,109 @@ class Line:
         self.close()
 
 
+class Daemon:
+    """A running ``twistd -n guessgame``; a context manager that always stops it.
+
+    ``cwd`` holds the default ``--db`` file: a fresh temporary folder
+    unless the test names one.
+    """
+
+    def __init__(self, *args: str, cwd: str | Path | None = None) -> None:
+        self._own_cwd = cwd is None
+        self.cwd = Path(cwd) if cwd is not None else Path(tempfile.mkdtemp(prefix="guessgame-"))
+        self.log: list[str] = []
+        self.clients: list[Line] = []
+        self.ports: dict[str, int] = {}
+        self.proc = subprocess.Popen(
+            daemon_command(*args),
+            cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, args=(lines,), daemon=True)
+        self._reader.start()
+        try:
+            while len(self.ports) < 2:
+                line = lines.get(timeout=WAIT)
+                assert line is not None, "twistd exited:\n" + "".join(self.log)
+                found = LISTENING.search(line)
+                if found:
+                    self.ports[found.group(1)] = int(found.group(2))
+        except BaseException:
+            self.stop()
+            raise
+
+    def _read(self, lines: queue.Queue[str | None]) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            text = raw.decode("utf-8", "replace")
+            self.log.append(text)
+            lines.put(text)
+        lines.put(None)
+
+    def connect(self, role: str) -> Line:
+        """A connection to the ``player`` or ``admin`` port, closed with the daemon."""
+        client = Line(self.ports[role])
+        self.clients.append(client)
+        return client
+
+    def player(self) -> Line:
+        """A player past the greeting."""
+        client = self.connect("player")
+        assert client.line() == "You are now connected to the server!"
+        assert client.line().startswith("Pick a number between ")
+        return client
+
+    def admin(self) -> Line:
+        """An administrator past the handshake."""
+        client = self.connect("admin")
+        client.send("Admin-Greetings")
+        assert client.line().startswith("OK Admin-Greetings")
+        return client
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        """Send ``signum`` to the daemon."""
+        self.proc.send_signal(signum)
+
+    def wait(self) -> int:
+        """Wait for the daemon to exit; its exit status."""
+        return self.proc.wait(WAIT)
+
+    def kill(self) -> None:
+        """``kill -9``: no chance to write anything more."""
+        self.proc.kill()
+        self.proc.wait(WAIT)
+
+    def stop(self) -> None:
+        """Stop as an operator would (SIGTERM), and let go of everything."""
+        for client in self.clients:
+            client.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(WAIT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(WAIT)
+        self._reader.join(WAIT)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        if self._own_cwd:
+            shutil.rmtree(self.cwd, ignore_errors=True)
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 def play_to_win(player: Line, lo: int = 1, hi: int = 30) -> tuple[int, int, str]:
     """Binary-search the secret; return (secret, guesses, the Correct! line)."""
     guesses = 0
-    while True:
+    while lo <= hi:
         guess = (lo + hi) // 2
         player.send(str(guess))
         guesses += 1
@@ -163,3 +195,4 @@ def play_to_win(player: Line, lo: int = 1, hi: int = 30) -> tuple[int, int, str]
             hi = guess - 1
         else:
             return guess, guesses, reply
+    raise AssertionError("the binary search ran out of numbers")

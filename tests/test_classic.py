@@ -6,16 +6,9 @@ check every ``write`` call on its own, with `RecordingTransport`.
 
 from __future__ import annotations
 
-import os
 import random
-import re
-import selectors
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +26,7 @@ from guessgame.player import PlayerFactory, PlayerProtocol
 from guessgame.store import LeaderboardEntry, MemoryStore
 from guessgame.tap import Listener, Options, makeService
 from tests.common import FakeObserver, listen, make_game, open_client
+from tests.e2e import Daemon
 
 GREETING = b"You are now connected to the server!\r\nPick a number between 1-30\r\n"
 WAIT = 0.1
@@ -863,57 +857,10 @@ def test_half_closing_clients_get_their_answers(daemon: tuple[Game, int, int]) -
 
 
 @pytest.fixture
-def twistd_daemon(tmp_path: Path) -> Iterator[tuple[int, int]]:
+def twistd_daemon() -> Iterator[tuple[int, int]]:
     """``twistd -n guessgame`` on free loopback ports, defaults otherwise; its two ports."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from twisted.scripts.twistd import run; run()",
-            "--nodaemon",
-            "--pidfile=",
-            "guessgame",
-            "--player=tcp:0:interface=127.0.0.1",
-            "--admin=tcp:0:interface=127.0.0.1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
-    )
-    try:
-        ports = read_ports(proc, deadline=time.monotonic() + 20)
-        yield ports["player"], ports["admin"]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
-
-
-def read_ports(proc: subprocess.Popen[bytes], deadline: float) -> dict[str, int]:
-    """The ports the daemon logs as listening, read from its output until ``deadline``."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    output = b""
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while True:
-            found = dict(
-                re.findall(rb"(player|admin) port listening on 127\.0\.0\.1:(\d+)", output)
-            )
-            if len(found) == 2:
-                return {role.decode(): int(port) for role, port in found.items()}
-            left = deadline - time.monotonic()
-            if left <= 0 or not selector.select(left):
-                pytest.fail(f"twistd did not start listening:\n{output.decode()}")
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                pytest.fail(f"twistd exited:\n{output.decode()}")
-            output += chunk
+    with Daemon() as daemon:
+        yield daemon.ports["player"], daemon.ports["admin"]
 
 
 def test_twistd_serves_classic_clients_with_default_options(

@@ -4,30 +4,17 @@ from __future__ import annotations
 
 import re
 import signal
-from contextlib import ExitStack
 
-from tests.e2e import Daemon, Line, play_to_win
+from tests.e2e import Daemon, play_to_win
 
 
 def test_play_win_who_and_sigterm() -> None:
     """A real daemon: a win, who on the admin port, and a clean SIGTERM shutdown."""
-    with ExitStack() as stack:
-        daemon = stack.enter_context(Daemon())
-        admin = stack.enter_context(Line(daemon.ports["admin"]))
-        admin.send("Admin-Greetings")
-        assert admin.line() == "OK Admin-Greetings, 0 players online"
-
-        winner = stack.enter_context(Line(daemon.ports["player"]))
-        assert [winner.line(), winner.line()] == [
-            "You are now connected to the server!",
-            "Pick a number between 1-30",
-        ]
+    with Daemon() as daemon:
+        admin = daemon.admin()
+        winner = daemon.player()
         assert admin.line().startswith("EVENT join 1 player1 127.0.0.1:")
-        stayer = stack.enter_context(Line(daemon.ports["player"]))
-        assert [stayer.line(), stayer.line()] == [
-            "You are now connected to the server!",
-            "Pick a number between 1-30",
-        ]
+        stayer = daemon.player()
         assert admin.line().startswith("EVENT join 2 player2 127.0.0.1:")
 
         admin.send("who")
@@ -48,8 +35,7 @@ def test_play_win_who_and_sigterm() -> None:
 
         daemon.signal(signal.SIGTERM)
         assert stayer.line() == "*** The server is shutting down. Goodbye!"
-        events = [admin.line() for _ in range(3)]
-        assert events == [
+        assert [admin.line() for _ in range(3)] == [
             "EVENT round 2 1-30",
             "EVENT leave 1 player1 won",
             "EVENT leave 2 player2 shutdown",

@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import os
-import queue
-import re
-import socket
 import sqlite3
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +30,7 @@ from guessgame.sqlstore import (
 from guessgame.store import Counters, LeaderboardEntry, MemoryStore
 from guessgame.tap import Options, open_database
 from tests.common import FakeLink, connect, make_game, secret_of
+from tests.e2e import WAIT, Daemon, daemon_command
 
 
 def read(path: Path, query: str) -> list[tuple[Any, ...]]:
@@ -425,139 +420,6 @@ def test_removed_file_counts_as_failing(
 
 # End to end: ``twistd -n guessgame --db FILE`` in a subprocess.
 
-TWISTD = str(Path(sys.executable).with_name("twistd"))
-LISTENING = re.compile(r"(player|admin) port listening on 127\.0\.0\.1:(\d+)")
-#: Bound on every wait of the end-to-end tests, in seconds.
-WAIT = 20.0
-#: ``twistd -n guessgame`` on free loopback ports, before its own options.
-DAEMON = (
-    TWISTD,
-    "-n",
-    "--pidfile=",
-    "guessgame",
-    "--player",
-    "tcp:0:interface=127.0.0.1",
-    "--admin",
-    "tcp:0:interface=127.0.0.1",
-)
-
-
-class Client:
-    """A blocking line client for one connection to the daemon."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
-        self.file = self.sock.makefile("rb")
-
-    def send(self, text: str) -> None:
-        """Send one line."""
-        self.sock.sendall(text.encode("utf-8") + b"\r\n")
-
-    def line(self) -> str:
-        """The next line (CRLF checked), or fail when the connection closed."""
-        raw = self.file.readline()
-        assert raw.endswith(b"\r\n"), raw
-        return raw[:-2].decode("utf-8")
-
-    def command(self, text: str) -> list[str]:
-        """An admin command's reply lines up to OK/ERR, pushed events left out."""
-        self.send(text)
-        lines: list[str] = []
-        while not lines or not lines[-1].startswith(("OK", "ERR")):
-            line = self.line()
-            if not line.startswith("EVENT "):
-                lines.append(line)
-        return lines
-
-    def close(self) -> None:
-        """Close the connection."""
-        self.file.close()
-        self.sock.close()
-
-
-class Daemon:
-    """``twistd -n guessgame`` on free loopback ports, always stopped on exit."""
-
-    def __init__(self, cwd: Path, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [*DAEMON, *args],
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        self.log: list[str] = []
-        self.clients: list[Client] = []
-        lines: queue.Queue[str | None] = queue.Queue()
-        self.reader = threading.Thread(target=self._read, args=(lines,), daemon=True)
-        self.reader.start()
-        self.ports: dict[str, int] = {}
-        deadline = time.monotonic() + WAIT
-        try:
-            while len(self.ports) < 2:
-                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-                assert line is not None, "twistd exited:\n" + "".join(self.log)
-                found = LISTENING.search(line)
-                if found:
-                    self.ports[found.group(1)] = int(found.group(2))
-        except BaseException:
-            self.stop()
-            raise
-
-    def _read(self, lines: queue.Queue[str | None]) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            text = raw.decode("utf-8", "replace")
-            self.log.append(text)
-            lines.put(text)
-        lines.put(None)
-
-    def connect(self, role: str) -> Client:
-        """A connection to the player or admin port."""
-        client = Client(self.ports[role])
-        self.clients.append(client)
-        return client
-
-    def player(self) -> Client:
-        """A player past the greeting."""
-        client = self.connect("player")
-        assert client.line() == "You are now connected to the server!"
-        assert client.line() == "Pick a number between 1-30"
-        return client
-
-    def admin(self) -> Client:
-        """An administrator past the handshake."""
-        client = self.connect("admin")
-        client.send("Admin-Greetings")
-        assert client.line().startswith("OK Admin-Greetings")
-        return client
-
-    def kill(self) -> None:
-        """``kill -9``: no chance to write anything more."""
-        self.proc.kill()
-        self.proc.wait(WAIT)
-
-    def stop(self) -> None:
-        """Stop as an operator would (SIGTERM), and let go of everything."""
-        for client in self.clients:
-            client.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(WAIT)
-        self.reader.join(WAIT)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-    def __enter__(self) -> Daemon:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
 
 def ids_in(who: list[str]) -> list[int]:
     """The player ids of a ``who`` reply."""
@@ -567,7 +429,7 @@ def ids_in(who: list[str]) -> list[int]:
 def test_win_survives_kill_9(tmp_path: Path) -> None:
     """A win answered Correct! survives kill -9: top, stats and new ids after restarts."""
     db = tmp_path / "game.sqlite3"
-    with Daemon(tmp_path, "--db", str(db)) as daemon:
+    with Daemon("--db", str(db), cwd=tmp_path) as daemon:
         admin = daemon.admin()
         daemon.player()
         winner = daemon.player()
@@ -592,7 +454,7 @@ def test_win_survives_kill_9(tmp_path: Path) -> None:
             pytest.fail("binary search over 1-30 did not win in 6 guesses")
         guesses = int(reply.split(" won in ")[1].split()[0])
 
-    with Daemon(tmp_path, "--db", str(db)) as daemon:
+    with Daemon("--db", str(db), cwd=tmp_path) as daemon:
         admin = daemon.admin()
         assert admin.command("top") == [f"TOP 1 Ann 1 {guesses}", "OK 1 player"]
         stats = dict(field.split("=") for field in admin.command("stats")[0].split()[1:])
@@ -608,7 +470,7 @@ def test_win_survives_kill_9(tmp_path: Path) -> None:
         # No win writes this id: only its reservation keeps it from reuse.
         daemon.kill()
 
-    with Daemon(tmp_path, "--db", str(db)) as daemon:
+    with Daemon("--db", str(db), cwd=tmp_path) as daemon:
         admin = daemon.admin()
         daemon.player()
         last_ids = ids_in(admin.command("who"))
@@ -623,7 +485,7 @@ def test_not_a_database_stops_twistd_with_one_line(tmp_path: Path) -> None:
     db = tmp_path / "notes.txt"
     db.write_text("shopping list\n" * 100)
     done = subprocess.run(
-        [*DAEMON, "--db", str(db)],
+        daemon_command("--db", str(db)),
         check=False,
         cwd=tmp_path,
         capture_output=True,
