@@ -53,6 +53,8 @@ PROGRAM = "guessgame-play"
 
 #: "between LO-HI" in the greeting, in replies and in round notices.
 RANGE_PATTERN = re.compile(r"between ([0-9]+)-([0-9]+)")
+#: The notice that someone else won the shared round.
+ROUND_WON = re.compile(r"\*\*\* [^ ]+ won the round with [0-9]+\. ")
 
 #: Seconds to wait for the greeting, and for the server's goodbye.
 GREETING_TIMEOUT = 10.0
@@ -148,8 +150,8 @@ def ending_of(line: str) -> Ending | None:
 
 def restarts_round(line: str) -> bool:
     """Whether a notice means a new secret: someone won, or the administrator said so."""
-    return line.startswith("*** ") and (
-        "won the round" in line or "started a new round" in line
+    return ROUND_WON.match(line) is not None or line.startswith(
+        "*** The administrator started a new round."
     )
 
 
@@ -324,6 +326,8 @@ class PlayerClient(LineReceiver):
             else:
                 ending = Ending(EXIT_ERROR, "lost the connection to {address}")
         if ending.message:
+            if self.console is not None:
+                self.console.close()  # the message goes below the line being typed
             error_line(PROGRAM, ending.describe(self.address))
         if not self.finished.called:
             self.finished.callback(ending.status)
