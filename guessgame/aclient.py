@@ -240,10 +240,7 @@ def format_reply(command: str, reply: Reply, now: float | None = None) -> list[s
             return ["No players online."]
         table = format_table(
             ("ID", "NAME", "ADDRESS", "GUESSES", "CONNECTED"),
-            [
-                (p.id, p.name, p.address, p.guesses, format_since(p.connected, now))
-                for p in players
-            ],
+            [(p.id, p.name, p.address, p.guesses, format_since(p.connected, now)) for p in players],
             right=(0, 3),
         )
         return [*table, reply.text]

@@ -132,9 +132,7 @@ def describe_connect_error(failure: Failure, address: str) -> str:
     return f"cannot connect to {address}: {reason}"
 
 
-async def connect(
-    reactor: Any, options: ClientOptions, build: Callable[[], P]
-) -> P:
+async def connect(reactor: Any, options: ClientOptions, build: Callable[[], P]) -> P:
     """Connect a protocol from ``build`` to the server; `ClientError` on failure."""
     endpoint = options.endpoint(reactor)
     factory: IProtocolFactory = Factory.forProtocol(cast(Any, build))

@@ -224,9 +224,7 @@ class Spawner:
         for process in running:
             process.kill()
         if running:
-            waits = [
-                p.ended.addTimeout(5, reactor).addErrback(lambda _: None) for p in running
-            ]
+            waits = [p.ended.addTimeout(5, reactor).addErrback(lambda _: None) for p in running]
             pytest_twisted.blockon(defer.DeferredList(waits))
 
 

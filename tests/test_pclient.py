@@ -326,8 +326,15 @@ def test_auto_wins(daemon: Daemon, spawn: Spawner) -> Any:
 def test_auto_games_with_name(daemon: Daemon, spawn: Spawner) -> Any:
     """--auto --games 3 wins three games in a row, under the name given."""
     player = yield run(
-        spawn, "pclient", "--port", str(daemon.player_port), "--auto", "--games", "3",
-        "--name", "robot",
+        spawn,
+        "pclient",
+        "--port",
+        str(daemon.player_port),
+        "--auto",
+        "--games",
+        "3",
+        "--name",
+        "robot",
     )
     assert player.code == 0
     assert sum(line.startswith("Correct!") for line in player.stdout_lines) == 3
