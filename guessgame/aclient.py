@@ -13,7 +13,6 @@ from __future__ import annotations
 import calendar
 import json
 import os
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -36,6 +35,7 @@ from guessgame.client import (
     connect,
     error_line,
     open_console,
+    print_line,
     run_main,
 )
 from guessgame.game import plural
@@ -407,11 +407,6 @@ class Options(ClientOptions):
         return token.strip() if token is not None else None
 
 
-def _print(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
 async def handshake(client: AdminClient, options: Options) -> Reply:
     """Greet the server; `ClientError` if it refuses."""
     greeting = "Admin-Greetings"
@@ -438,10 +433,10 @@ async def run_command(reactor: Any, options: Options) -> int:
         raise ClientError(f"lost the connection to {options.address}") from None
     await client.quit(reactor)
     if options["json"]:
-        _print(json.dumps(reply_json(command, reply)))
+        print_line(json.dumps(reply_json(command, reply)))
     elif reply.ok:
         for line in format_reply(command, reply):
-            _print(line)
+            print_line(line)
     if not reply.ok:
         error_line(PROGRAM, reply.text)
         return EXIT_ERROR
@@ -464,7 +459,7 @@ class AdminConsole:
         if self.console is not None:
             self.console.show(text)
         else:
-            _print(text)
+            print_line(text)
 
     def show_reply(self, command: str, reply: Reply) -> None:
         """Print a reply: readable, or one JSON line."""

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, NoReturn, Protocol, TypeVar, cast
 
-from twisted.internet import defer, endpoints, error, stdio
+from twisted.internet import defer, endpoints, error, fdesc, stdio
 from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.protocols.basic import LineReceiver
@@ -36,6 +36,7 @@ __all__ = [
     "describe_connect_error",
     "format_host_port",
     "open_console",
+    "print_line",
     "run_main",
 ]
 
@@ -210,6 +211,11 @@ def open_console(reactor: Any, prompt: str) -> Console:
     return PipeConsole(reactor)
 
 
+def print_line(text: str) -> None:
+    """Print one line on standard output, at once."""
+    _write(text + "\n")
+
+
 def _write(text: str) -> None:
     try:
         sys.stdout.write(text)
@@ -281,6 +287,9 @@ class PipeConsole(LineReceiver):
         """Stop reading standard input."""
         if not self._stdio.disconnected:
             self._stdio.loseConnection()
+        # A terminal's non-blocking flag is shared with the shell: put it back.
+        if os.isatty(0):
+            fdesc.setBlocking(0)
 
 
 class TerminalConsole:

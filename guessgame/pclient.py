@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import re
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +30,7 @@ from guessgame.client import (
     connect,
     error_line,
     open_console,
+    print_line,
     run_main,
 )
 from guessgame.game import plural
@@ -148,6 +148,11 @@ def ending_of(line: str) -> Ending | None:
     return None
 
 
+def announces_range(line: str) -> bool:
+    """Whether the range in ``line`` is the game's: not in the administrator's words."""
+    return not line.startswith("*** ") or restarts_round(line)
+
+
 def restarts_round(line: str) -> bool:
     """Whether a notice means a new secret: someone won, or the administrator said so."""
     return ROUND_WON.match(line) is not None or line.startswith(
@@ -257,8 +262,7 @@ class PlayerClient(LineReceiver):
         if self.console is not None:
             self.console.show(text)
         else:
-            sys.stdout.write(text + "\n")
-            sys.stdout.flush()
+            print_line(text)
 
     def send(self, text: str) -> None:
         """Send one line; its reply is due next."""
@@ -280,7 +284,7 @@ class PlayerClient(LineReceiver):
         """Show a server line, then act on it."""
         text = line.rstrip(b"\r").decode("utf-8", "replace")
         self.show(text)
-        announced = parse_range(text)
+        announced = parse_range(text) if announces_range(text) else None
         if announced is not None:
             self.range = announced
         ending = ending_of(text)

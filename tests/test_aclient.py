@@ -456,6 +456,15 @@ def test_console_shows_join_while_idle(daemon: Daemon, spawn: Spawner) -> Any:
 
 
 @pytest_twisted.inlineCallbacks
+def test_console_ctrl_c(daemon: Daemon, spawn: Spawner) -> Any:
+    """Ctrl-C at the console's prompt says goodbye to the server and exits 0."""
+    admin = spawn("aclient", *admin_args(daemon), pty=True)
+    yield admin.expect(r"No players online\.\nadmin> ")
+    admin.type("who\x03")
+    assert (yield admin.finish()) == 0
+
+
+@pytest_twisted.inlineCallbacks
 def test_console_through_a_pipe(daemon: Daemon, spawn: Spawner) -> Any:
     """From a pipe: commands run in order, errors are shown, end of input exits 0."""
     admin = yield run(spawn, "aclient", *admin_args(daemon), stdin="count\nkick 9\n\nnewround\n")

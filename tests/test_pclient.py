@@ -13,6 +13,7 @@ from guessgame.pclient import (
     BinarySearch,
     Input,
     Options,
+    announces_range,
     check_input,
     ending_of,
     parse_range,
@@ -121,6 +122,13 @@ def test_endings(line: str, status: int, message: str) -> None:
 def test_lines_that_do_not_end_the_game(line: str) -> None:
     """Replies and notices that do not close the connection are no ending."""
     assert ending_of(line) is None
+
+
+def test_announces_range() -> None:
+    """Only the server's own lines set the range, never the administrator's message."""
+    assert announces_range("Too low! Pick a number between 1-30")
+    assert announces_range("*** bob won the round with 7. A new number between 1-30 has been")
+    assert not announces_range("*** Message from the administrator: Pick a number between 1-1000")
 
 
 def test_restarts_round() -> None:
