@@ -359,7 +359,7 @@ class Options(ClientOptions):
     """The command line of ``guessgame-admin``."""
 
     synopsis = (
-        "[--host HOST] [--port PORT | --connect ENDPOINT] "
+        "Usage: guessgame-admin [--host HOST] [--port PORT | --connect ENDPOINT] "
         "[--token TOKEN | --token-file F] [--json] [COMMAND [ARG...]]"
     )
     longdesc = (
@@ -373,6 +373,7 @@ class Options(ClientOptions):
         ["json", None, "Print machine-readable JSON instead of text."],
     ]
     optParameters: list[list[Any]] = [
+        ["port", None, None, "TCP port of the server [default: 4001]."],
         ["token", None, None, "The daemon's admin token."],
         ["token-file", None, None, "Read the admin token from this file."],
     ]

@@ -60,7 +60,6 @@ class ClientOptions(usage.Options):
 
     optParameters: list[list[Any]] = [
         ["host", None, None, "Host name or address of the server [default: 127.0.0.1]."],
-        ["port", None, None, "TCP port of the server."],
         [
             "connect",
             None,
@@ -69,6 +68,13 @@ class ClientOptions(usage.Options):
             "(tcp:host=::1:port=4000, tls:example.org:4000, unix:/path).",
         ],
     ]
+
+    def opt_version(self) -> NoReturn:
+        """Show the version of guessgame and exit."""
+        from importlib.metadata import version
+
+        print_line(f"guessgame {version('guessgame')}")
+        sys.exit(0)
 
     def postOptions(self) -> None:
         """Check --port, and that --connect comes alone."""
@@ -162,6 +168,9 @@ def run_main(
     except usage.UsageError as e:
         sys.stderr.write(f"{program}: {e}\nTry '{program} --help' for more information.\n")
         sys.exit(EXIT_USAGE)
+    except BrokenPipeError:  # --help | head
+        sys.stdout = open(os.devnull, "w")
+        sys.exit(EXIT_OK)
 
     async def guarded(reactor: Any) -> None:
         try:

@@ -188,7 +188,10 @@ class BinarySearch:
 class Options(ClientOptions):
     """The command line of ``guessgame-play``."""
 
-    synopsis = "[--host HOST] [--port PORT | --connect ENDPOINT] [--name NICK] [--auto]"
+    synopsis = (
+        "Usage: guessgame-play [--host HOST] [--port PORT | --connect ENDPOINT] "
+        "[--name NICK] [--auto [--games N]]"
+    )
     longdesc = "Play guessgame: guess the server's secret number."
     default_port = 4000
 
@@ -196,6 +199,7 @@ class Options(ClientOptions):
         ["auto", None, "Play by itself with a binary search, showing each guess."],
     ]
     optParameters: list[list[Any]] = [
+        ["port", None, None, "TCP port of the server [default: 4000]."],
         ["name", None, None, "Choose this name once connected."],
         ["games", None, "1", "With --auto: how many games to play in a row."],
         ["delay", None, "0", "With --auto: seconds to wait before each guess."],
