@@ -373,7 +373,6 @@ class Options(ClientOptions):
         ["json", None, "Print machine-readable JSON instead of text."],
     ]
     optParameters: list[list[Any]] = [
-        ["port", None, None, "TCP port of the server [default: 4001]."],
         ["token", None, None, "The daemon's admin token."],
         ["token-file", None, None, "Read the admin token from this file."],
     ]

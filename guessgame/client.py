@@ -60,6 +60,7 @@ class ClientOptions(usage.Options):
 
     optParameters: list[list[Any]] = [
         ["host", None, None, "Host name or address of the server [default: 127.0.0.1]."],
+        ["port", None, None, "TCP port of the server."],
         [
             "connect",
             None,
@@ -68,6 +69,10 @@ class ClientOptions(usage.Options):
             "(tcp:host=::1:port=4000, tls:example.org:4000, unix:/path).",
         ],
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.docs["port"] = f"TCP port of the server [default: {self.default_port}]."
 
     def opt_version(self) -> NoReturn:
         """Show the version of guessgame and exit."""

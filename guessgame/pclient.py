@@ -199,7 +199,6 @@ class Options(ClientOptions):
         ["auto", None, "Play by itself with a binary search, showing each guess."],
     ]
     optParameters: list[list[Any]] = [
-        ["port", None, None, "TCP port of the server [default: 4000]."],
         ["name", None, None, "Choose this name once connected."],
         ["games", None, "1", "With --auto: how many games to play in a row."],
         ["delay", None, "0", "With --auto: seconds to wait before each guess."],
