@@ -111,7 +111,7 @@ class ClientOptions(usage.Options):
             )
         try:
             endpoint: IStreamClientEndpoint = endpoints.clientFromString(reactor, self["connect"])
-        except (ValueError, KeyError, TypeError) as e:
+        except Exception as e:  # each endpoint parser fails in its own way
             raise usage.UsageError(
                 f"--connect: {self['connect']!r} is not a client endpoint string "
                 f"(like tcp:host=127.0.0.1:port=4000): {e}"
@@ -141,6 +141,8 @@ def describe_connect_error(failure: Failure, address: str) -> str:
         return f"cannot connect to {address}: no route to host"
     value = failure.value
     reason = getattr(value, "osError", None) or getattr(value, "strerror", None) or value
+    if isinstance(reason, int):
+        reason = os.strerror(reason)
     return f"cannot connect to {address}: {reason}"
 
 

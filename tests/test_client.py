@@ -93,6 +93,7 @@ def test_format_host_port(host: str, text: str) -> None:
         (error.TimeoutError(), "timed out"),
         (error.NoRouteError(), "no route to host"),
         (error.ConnectError(osError="Network is unreachable"), "Network is unreachable"),
+        (error.ConnectError(osError=2), "No such file or directory"),
     ],
 )
 def test_describe_connect_error(exception: Exception, text: str) -> None:

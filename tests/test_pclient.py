@@ -470,3 +470,81 @@ def test_connect_endpoint(spawn: Spawner) -> Any:
         yield running.stop()
     assert player.code == 0
     assert player.stdout_lines == [*GREETING, "Goodbye!"]
+
+
+def self_signed(directory: Any) -> tuple[str, str]:
+    """A key and a self-signed certificate for ``localhost`` in ``directory``."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_path = directory / "key.pem"
+    cert_path = directory / "cert.pem"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return str(key_path), str(cert_path)
+
+
+# Twisted's ssl: server endpoint still hands pyOpenSSL its older certificate type.
+@pytest.mark.filterwarnings("ignore:Passing pyOpenSSL (X509|PKey) objects is deprecated")
+@pytest_twisted.inlineCallbacks
+def test_connect_tls(spawn: Spawner, tmp_path: Any) -> Any:
+    """--connect tls:... plays over TLS, checking the server's certificate."""
+    key, cert = self_signed(tmp_path)
+    (tmp_path / "roots").mkdir()
+    (tmp_path / "roots" / "cert.pem").write_bytes((tmp_path / "cert.pem").read_bytes())
+    running = start_daemon("--player", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+    try:
+        port = running.player_port
+        player = yield run(
+            spawn,
+            "pclient",
+            "--connect",
+            f"tls:localhost:{port}:trustRoots={tmp_path / 'roots'}",
+            stdin="quit\n",
+        )
+    finally:
+        yield running.stop()
+    assert (player.code, player.stderr_text) == (0, "")
+    assert player.stdout_lines == [*GREETING, "Goodbye!"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_ipv6_host(spawn: Spawner) -> Any:
+    """--host ::1 reaches a daemon on IPv6 loopback, and errors name it in brackets."""
+    running = start_daemon("--player", "tcp6:0:interface=\\:\\:1")
+    try:
+        port = running.player_port
+        player = yield run(spawn, "pclient", "--host", "::1", "--port", str(port), stdin="quit\n")
+    finally:
+        yield running.stop()
+    assert (player.code, player.stdout_lines) == (0, [*GREETING, "Goodbye!"])
+    refused = yield run(spawn, "pclient", "--host", "::1", "--port", str(port))
+    assert refused.stderr_text == (
+        f"guessgame-play: cannot connect to [::1]:{port}: "
+        "connection refused (is the server running?)\n"
+    )
