@@ -124,7 +124,7 @@ class ClientProcess(protocol.ProcessProtocol):
         from twisted.internet import reactor
 
         d: defer.Deferred[re.Match[str]] = defer.Deferred()
-        self._waiting.append((re.compile(pattern), d))
+        self._waiting.append((re.compile(pattern, re.MULTILINE), d))
         self._check()
         if self.code is not None and not d.called:
             self._waiting.pop()

@@ -19,6 +19,7 @@ from guessgame.pclient import (
     parse_range,
     restarts_round,
 )
+from guessgame.player import PlayerProtocol
 from tests.clients import Daemon, Spawner, daemon, run, spawn, start_daemon
 from tests.common import FakeObserver, listen, open_client
 
@@ -198,6 +199,20 @@ def test_usage_errors(argv: list[str], message: str) -> None:
 # The program against a daemon.
 
 
+@pytest.fixture
+def server_lines(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """Every line the in-process daemon's player port receives, in order."""
+    received: list[str | None] = []
+    original = PlayerProtocol.text_received
+
+    def spy(self: PlayerProtocol, text: str | None) -> None:
+        received.append(text)
+        original(self, text)
+
+    monkeypatch.setattr(PlayerProtocol, "text_received", spy)
+    return received
+
+
 def wrong_guess(game: Any) -> tuple[int, str]:
     """A valid guess that misses the shared secret, and the reply it gets."""
     secret = int(game._secret)
@@ -207,14 +222,16 @@ def wrong_guess(game: Any) -> tuple[int, str]:
 
 
 @pytest_twisted.inlineCallbacks
-def test_keyboard_play_to_a_win(daemon: Daemon, spawn: Spawner) -> Any:
+def test_keyboard_play_to_a_win(
+    daemon: Daemon, spawn: Spawner, server_lines: list[str | None]
+) -> Any:
     """At a terminal: bad input is answered locally, a miss by the server, the secret wins."""
     game = daemon.game
     player = spawn("pclient", "--port", str(daemon.player_port), pty=True)
     yield player.expect(r"Pick a number between 1-30\n> ")
     player.type("abc\r")
     yield player.expect(r"abc\nPick a number between 1-30\n> ")
-    assert game.stats()["guesses"] == 0  # never sent
+    assert server_lines == []  # answered here, never sent
     number, reply = wrong_guess(game)
     player.type(f"{number}\r")
     yield player.expect(reply)
@@ -222,7 +239,7 @@ def test_keyboard_play_to_a_win(daemon: Daemon, spawn: Spawner) -> Any:
     player.type(f"{secret}\r")
     yield player.expect(f"Correct! The number was {secret}. You won in 2 guesses!")
     assert (yield player.finish()) == 0
-    assert game.stats()["guesses"] == 2
+    assert server_lines == [str(number), str(secret)]
 
 
 @pytest_twisted.inlineCallbacks
@@ -240,23 +257,28 @@ def test_notice_while_typing_gets_its_own_line(daemon: Daemon, spawn: Spawner) -
 
 
 @pytest_twisted.inlineCallbacks
-def test_pipe_play(daemon: Daemon, spawn: Spawner) -> Any:
+def test_pipe_play(daemon: Daemon, spawn: Spawner, server_lines: list[str | None]) -> Any:
     """Through a pipe the same game prints exactly the server's and the local lines."""
     game = daemon.game
     number, reply = wrong_guess(game)
     secret = int(game._secret)
     player = yield run(
-        spawn, "pclient", "--port", str(daemon.player_port), stdin=f"abc\n{number}\n{secret}\n99\n"
+        spawn,
+        "pclient",
+        "--port",
+        str(daemon.player_port),
+        stdin=f"abc\n{number}\n31\n{secret}\n99\n",
     )
     assert player.code == 0
     assert player.stdout_lines == [
         *GREETING,
         "Pick a number between 1-30",
         reply,
+        "Pick a number between 1-30",
         f"Correct! The number was {secret}. You won in 2 guesses!",
     ]
     assert player.stderr_text == ""
-    assert game.stats()["guesses"] == 2
+    assert server_lines == [str(number), str(secret)]
 
 
 @pytest_twisted.inlineCallbacks
@@ -354,16 +376,18 @@ def test_auto_games_with_name(daemon: Daemon, spawn: Spawner) -> Any:
 def test_auto_starts_over_when_someone_else_wins(daemon: Daemon, spawn: Spawner) -> Any:
     """In shared mode another player's win restarts the search, which then wins the new round."""
     game = daemon.game
-    player = spawn("pclient", "--port", str(daemon.player_port), "--auto", "--delay", "0.3")
-    yield player.expect(r"> 15\n")
+    # Guesses 0.8 s apart: the rival wins between two of them, never during one.
+    player = spawn("pclient", "--port", str(daemon.player_port), "--auto", "--delay", "0.8")
+    yield player.expect(r"> 15\nToo (low|high)! Pick a number between 1-30\n")
     rival = yield open_client(daemon.player_port)
     yield rival.next_line()
     yield rival.next_line()
     rival.send(str(game._secret))
     assert (yield rival.next_line()).startswith("Correct!")
-    yield player.expect(r"\*\*\* player2 won the round")
-    yield player.expect(r"> 15\n")  # from the middle again
-    yield player.expect("Correct!")
+    # Then the search starts from the middle again, not where the old round left off.
+    yield player.expect(r"\*\*\* player2 won the round with \d+\. A new number [^\n]*\n> 15\n")
+    secret = int(game._secret)
+    yield player.expect(f"Correct! The number was {secret}.")
     assert (yield player.finish()) == 0
     assert game.stats()["wins"] == 2
 
