@@ -61,6 +61,9 @@ __all__ = [
 PROGRAM = "guessgame-admin"
 TOKEN_VARIABLE = "GUESSGAME_ADMIN_TOKEN"
 
+#: The admin port's commands, for Tab completion.
+COMMANDS = ("who", "count", "stats", "kick", "say", "newround", "top", "help", "quit")
+
 #: Seconds to wait for the server's ``OK bye``.
 GOODBYE_TIMEOUT = 3.0
 
@@ -486,7 +489,7 @@ class AdminConsole:
         options = self.options
         self.client = client = await connect(self.reactor, options, lambda: AdminClient(self.event))
         reply = await handshake(client, options)
-        self.console = open_console(self.reactor, "admin> ")
+        self.console = open_console(self.reactor, "admin> ", COMMANDS)
         trigger = self.reactor.addSystemEventTrigger("before", "shutdown", self.leave)
         try:
             if not self.json:

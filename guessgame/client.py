@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, Protocol, TypeVar, cast
 
 from twisted.internet import defer, endpoints, error, fdesc, stdio
@@ -215,16 +215,36 @@ class Console(Protocol):
         """Stop reading and give the terminal back as it was."""
 
 
-def open_console(reactor: Any, prompt: str) -> Console:
-    """A `TerminalConsole` when standard input and output are terminals, else a `PipeConsole`."""
+def open_console(reactor: Any, prompt: str, commands: Sequence[str] = ()) -> Console:
+    """A `TerminalConsole` when standard input and output are terminals, else a `PipeConsole`.
+
+    At a terminal, Tab completes the first word from ``commands``.
+    """
     if sys.stdin.isatty() and sys.stdout.isatty():
         try:
             import readline  # noqa: F401  (input() edits lines once it is loaded)
         except ImportError:
             pass
         else:
-            return TerminalConsole(reactor, prompt)
+            return TerminalConsole(reactor, prompt, commands)
     return PipeConsole(reactor)
+
+
+def completer(
+    commands: Sequence[str], before: Callable[[], str]
+) -> Callable[[str, int], str | None]:
+    """A readline completer of ``commands``, for the first word only.
+
+    ``before`` gives the text of the line before the word being completed.
+    """
+
+    def complete(text: str, state: int) -> str | None:
+        if before().strip():
+            return None
+        matches = [command + " " for command in commands if command.startswith(text.lower())]
+        return matches[state] if state < len(matches) else None
+
+    return complete
 
 
 def print_line(text: str) -> None:
@@ -319,7 +339,7 @@ class TerminalConsole:
     terminal settings of the start.
     """
 
-    def __init__(self, reactor: Any, prompt: str) -> None:
+    def __init__(self, reactor: Any, prompt: str, commands: Sequence[str] = ()) -> None:
         import readline
         import termios
 
@@ -333,6 +353,10 @@ class TerminalConsole:
         self._saved = termios.tcgetattr(self._fd)
         self._redraw = _forced_redraw(readline)
         readline.set_pre_input_hook(self._started_editing)
+        readline.set_completer(
+            completer(commands, lambda: readline.get_line_buffer()[: readline.get_begidx()])
+        )
+        readline.parse_and_bind("tab: complete")
         threading.Thread(target=self._read, name="console", daemon=True).start()
 
     def _started_editing(self) -> None:

@@ -397,7 +397,7 @@ class PlayerClient(LineReceiver):
 async def play(reactor: Any, options: Options) -> int:
     """Play ``--games`` games (one unless ``--auto``); the exit status."""
     auto = bool(options["auto"])
-    console = None if auto else open_console(reactor, "> ")
+    console = None if auto else open_console(reactor, "> ", ("help", "name", "top", "quit"))
     try:
         for game in range(options["games"]):
             client = await connect(

@@ -7,7 +7,7 @@ from twisted.internet import endpoints, error
 from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 
-from guessgame.client import ClientOptions, describe_connect_error, format_host_port
+from guessgame.client import ClientOptions, completer, describe_connect_error, format_host_port
 
 
 def the_reactor() -> object:
@@ -99,3 +99,13 @@ def test_format_host_port(host: str, text: str) -> None:
 def test_describe_connect_error(exception: Exception, text: str) -> None:
     """Each way of failing to connect reads as one line naming the address."""
     assert describe_connect_error(Failure(exception), "h:1") == f"cannot connect to h:1: {text}"
+
+
+def test_completer() -> None:
+    """Tab completes the first word from the commands, and nothing after it."""
+    line = {"before": ""}
+    complete = completer(("who", "kick", "quit"), lambda: line["before"])
+    assert [complete("", i) for i in range(4)] == ["who ", "kick ", "quit ", None]
+    assert (complete("k", 0), complete("k", 1)) == ("kick ", None)
+    line["before"] = "kick "
+    assert complete("q", 0) is None
