@@ -354,7 +354,7 @@ class PlayerClient(LineReceiver):
             self.console.read_line().addCallback(self._typed)
 
     def _auto_guess(self) -> None:
-        if self.search is None or self.ending is not None or self.gone:
+        if self.search is None or self.ending is not None or self.quitting or self.gone:
             return
         number = str(self.search.guess())
         self.guesses += 1
