@@ -32,6 +32,7 @@ from guessgame.client import (
     ClientError,
     ClientOptions,
     Console,
+    before_shutdown,
     connect,
     error_line,
     open_console,
@@ -490,7 +491,7 @@ class AdminConsole:
         self.client = client = await connect(self.reactor, options, lambda: AdminClient(self.event))
         reply = await handshake(client, options)
         self.console = open_console(self.reactor, "admin> ", COMMANDS)
-        trigger = self.reactor.addSystemEventTrigger("before", "shutdown", self.leave)
+        withdraw = before_shutdown(self.reactor, self.leave)
         try:
             if not self.json:
                 online = reply.text.partition(", ")[2] or reply.text
@@ -501,7 +502,7 @@ class AdminConsole:
             self.ask("who")
             await client.lost
         finally:
-            self.reactor.removeSystemEventTrigger(trigger)
+            withdraw()
             self.console.close()
         if self.quitting:
             return EXIT_OK

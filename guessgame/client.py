@@ -32,6 +32,7 @@ __all__ = [
     "Console",
     "PipeConsole",
     "TerminalConsole",
+    "before_shutdown",
     "completer",
     "connect",
     "describe_connect_error",
@@ -193,6 +194,28 @@ def run_main(
         raise SystemExit(status)
 
     task.react(lambda reactor: defer.ensureDeferred(guarded(reactor)))
+
+
+def before_shutdown(reactor: Any, leave: Callable[[], object]) -> Callable[[], None]:
+    """Call ``leave`` when the reactor is about to stop (Ctrl-C, SIGTERM).
+
+    ``leave`` may return a Deferred to hold the shutdown until it fires.
+    Returns a function that withdraws the call, if it has not happened yet.
+    """
+    fired = False
+
+    def fire() -> object:
+        nonlocal fired
+        fired = True
+        return leave()
+
+    handle = reactor.addSystemEventTrigger("before", "shutdown", fire)
+
+    def withdraw() -> None:
+        if not fired:
+            reactor.removeSystemEventTrigger(handle)
+
+    return withdraw
 
 
 def error_line(program: str, text: str) -> None:

@@ -27,6 +27,7 @@ from guessgame.client import (
     EXIT_OK,
     ClientOptions,
     Console,
+    before_shutdown,
     connect,
     error_line,
     open_console,
@@ -411,11 +412,11 @@ async def play(reactor: Any, options: Options) -> int:
                     delay=options["delay"],
                 ),
             )
-            trigger = reactor.addSystemEventTrigger("before", "shutdown", client.leave)
+            withdraw = before_shutdown(reactor, client.leave)
             try:
                 status = await client.finished
             finally:
-                reactor.removeSystemEventTrigger(trigger)
+                withdraw()
             if status != EXIT_OK or client.quitting:
                 return status
             if auto and options["games"] > 1:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from twisted.internet import endpoints, error
 from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 
-from guessgame.client import ClientOptions, completer, describe_connect_error, format_host_port
+from guessgame.client import (
+    ClientOptions,
+    before_shutdown,
+    completer,
+    describe_connect_error,
+    format_host_port,
+)
 
 
 def the_reactor() -> object:
@@ -109,3 +117,38 @@ def test_completer() -> None:
     assert (complete("k", 0), complete("k", 1)) == ("kick ", None)
     line["before"] = "kick "
     assert complete("q", 0) is None
+
+
+class Triggers:
+    """The system event trigger part of a reactor."""
+
+    def __init__(self) -> None:
+        self.before: list[tuple[Any, ...]] = []
+
+    def addSystemEventTrigger(self, phase: str, event: str, f: Any) -> tuple[Any, ...]:
+        """Keep a trigger; its handle is the tuple kept."""
+        handle = (phase, event, f)
+        self.before.append(handle)
+        return handle
+
+    def removeSystemEventTrigger(self, handle: tuple[Any, ...]) -> None:
+        """Forget a trigger (an unknown one is a ValueError, as in Twisted)."""
+        self.before.remove(handle)
+
+    def shutdown(self) -> None:
+        """Run the triggers as a stopping reactor does."""
+        for _, _, f in self.before:
+            f()
+
+
+def test_before_shutdown() -> None:
+    """The goodbye runs once at shutdown; withdrawn before, it does not run."""
+    reactor = Triggers()
+    calls: list[str] = []
+    withdraw = before_shutdown(reactor, lambda: calls.append("withdrawn"))
+    kept = before_shutdown(reactor, lambda: calls.append("kept"))
+    withdraw()
+    reactor.shutdown()
+    kept()  # after it ran, withdrawing does not touch the reactor
+    assert calls == ["kept"]
+    assert len(reactor.before) == 1
