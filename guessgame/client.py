@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import sys
 import threading
 from collections import deque
@@ -36,6 +37,7 @@ __all__ = [
     "completer",
     "connect",
     "describe_connect_error",
+    "erase_input",
     "error_line",
     "format_host_port",
     "open_console",
@@ -420,15 +422,18 @@ class TerminalConsole:
 
     def show(self, text: str) -> None:
         """Print a line above the one being typed, and draw that one again."""
-        if self._editing and self._redraw is not None:
-            _write(f"\r\x1b[K{text}\n")
-            self._redraw()
-        elif self._editing:
-            import readline
-
-            _write(f"\r\x1b[K{text}\n{self.prompt}{readline.get_line_buffer()}")
-        else:
+        if not self._editing:
             _write(text + "\n")
+            return
+        import readline
+
+        typed = readline.get_line_buffer()
+        erase = erase_input(len(self.prompt) + len(typed), shutil.get_terminal_size().columns)
+        if self._redraw is not None:
+            _write(f"{erase}{text}\n")
+            self._redraw()
+        else:
+            _write(f"{erase}{text}\n{self.prompt}{typed}")
 
     def close(self) -> None:
         """Give the terminal back with the settings it had at the start."""
@@ -444,6 +449,16 @@ class TerminalConsole:
             termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
         except termios.error:
             pass
+
+
+def erase_input(width: int, columns: int) -> str:
+    """The control sequence that erases a prompt and input ``width`` characters wide.
+
+    The cursor is taken to be at the end of the input, which wraps onto
+    further rows of a terminal ``columns`` wide.
+    """
+    rows = (width - 1) // columns if columns > 0 and width > 0 else 0
+    return "\r" + (f"\x1b[{rows}A" if rows else "") + "\x1b[J"
 
 
 def _forced_redraw(readline: Any) -> Callable[[], object] | None:

@@ -14,6 +14,7 @@ from guessgame.client import (
     before_shutdown,
     completer,
     describe_connect_error,
+    erase_input,
     format_host_port,
 )
 
@@ -152,3 +153,18 @@ def test_before_shutdown() -> None:
     kept()  # after it ran, withdrawing does not touch the reactor
     assert calls == ["kept"]
     assert len(reactor.before) == 1
+
+
+@pytest.mark.parametrize(
+    ("width", "columns", "sequence"),
+    [
+        (2, 80, "\r\x1b[J"),
+        (80, 80, "\r\x1b[J"),
+        (81, 80, "\r\x1b[1A\x1b[J"),
+        (200, 80, "\r\x1b[2A\x1b[J"),
+        (10, 0, "\r\x1b[J"),
+    ],
+)
+def test_erase_input(width: int, columns: int, sequence: str) -> None:
+    """Erasing the line being typed goes up one row for each row it wraps onto."""
+    assert erase_input(width, columns) == sequence
