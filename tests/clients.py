@@ -1,0 +1,247 @@
+"""Harness for the client tests: a daemon in this process, clients as processes.
+
+`start_daemon` builds the service tree of ``twistd guessgame`` with
+`guessgame.tap` on free loopback ports and a seeded Random, so a test knows
+the secret.  `spawn` runs ``python -m guessgame.pclient`` (or ``aclient``)
+through a pipe or a pseudo-terminal; `ClientProcess.expect` waits, bounded,
+for text to appear in what it printed.  Nothing blocks the reactor.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.application.service import MultiService
+from twisted.internet import defer, protocol
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.python.failure import Failure
+
+from guessgame.game import Game
+from guessgame.tap import Options, makeService
+
+#: Bounds for waiting on a client, in seconds.
+EXPECT_TIMEOUT = 15.0
+RUN_TIMEOUT = 30.0
+
+#: Terminal control sequences readline writes, and carriage returns.
+CONTROL = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|\r|\x07")
+
+
+@dataclass
+class Daemon:
+    """A running service tree and the ports it bound."""
+
+    top: MultiService
+    game: Game
+    player_port: int
+    admin_port: int
+
+    def stop(self) -> defer.Deferred[Any]:
+        """Stop the service (once)."""
+        if not self.top.running:
+            return defer.succeed(None)
+        return defer.maybeDeferred(self.top.stopService)
+
+
+def start_daemon(*args: str, seed: int = 1) -> Daemon:
+    """The daemon of ``twistd guessgame ARGS`` on two free loopback ports."""
+    options = Options()
+    options.parseOptions(
+        ["--player", "tcp:0:interface=127.0.0.1", "--admin", "tcp:0:interface=127.0.0.1", *args]
+    )
+    top = makeService(options)
+    game = top.getServiceNamed("game")
+    game.rng = random.Random(seed)
+    top.startService()
+    ports = [top.getServiceNamed(role).port.getHost().port for role in ("player", "admin")]
+    return Daemon(top, game, ports[0], ports[1])
+
+
+@pytest.fixture
+def daemon() -> Iterator[Daemon]:
+    """A daemon with the default options, stopped after the test."""
+    running = start_daemon()
+    yield running
+    pytest_twisted.blockon(running.stop())
+
+
+class ClientProcess(protocol.ProcessProtocol):
+    """A client program: what it prints, how it ends, and a way to type to it."""
+
+    def __init__(self) -> None:
+        self.out = b""
+        self.err = b""
+        self.seen = 0  # how much of the output `expect` has consumed
+        self.code: int | None = None
+        self.ended: defer.Deferred[int] = defer.Deferred()
+        self._waiting: list[tuple[re.Pattern[str], defer.Deferred[re.Match[str]]]] = []
+
+    @property
+    def text(self) -> str:
+        """Everything printed so far, terminal control sequences removed."""
+        return CONTROL.sub(b"", self.out).decode("utf-8", "replace")
+
+    def outReceived(self, data: bytes) -> None:
+        """Keep the output; wake whoever waits for text in it."""
+        self.out += data
+        self._check()
+
+    def errReceived(self, data: bytes) -> None:
+        """Keep what went to standard error."""
+        self.err += data
+
+    def processEnded(self, reason: Failure) -> None:
+        """Record the exit status; fail whoever still waits for output."""
+        value = reason.value
+        assert isinstance(value, ProcessDone | ProcessTerminated)
+        self.code = value.exitCode if value.exitCode is not None else -(value.signal or 0)
+        self._check()
+        waiting, self._waiting = self._waiting, []
+        for pattern, d in waiting:
+            d.errback(AssertionError(f"ended before {pattern.pattern!r}; output:\n{self.text}"))
+        self.ended.callback(self.code)
+
+    def _check(self) -> None:
+        text = self.text
+        for entry in list(self._waiting):
+            pattern, d = entry
+            match = pattern.search(text, self.seen)
+            if match is not None:
+                self._waiting.remove(entry)
+                self.seen = match.end()
+                d.callback(match)
+
+    def expect(self, pattern: str, timeout: float = EXPECT_TIMEOUT) -> defer.Deferred[Any]:
+        """Wait for ``pattern`` (a regex) past the output consumed so far."""
+        from twisted.internet import reactor
+
+        d: defer.Deferred[re.Match[str]] = defer.Deferred()
+        self._waiting.append((re.compile(pattern, re.MULTILINE), d))
+        self._check()
+        if self.code is not None and not d.called:
+            self._waiting.pop()
+            d.errback(AssertionError(f"ended before {pattern!r}; output:\n{self.text}"))
+
+        def timed_out(result: object, seconds: float) -> None:
+            raise AssertionError(
+                f"no {pattern!r} within {seconds} s; output:\n{self.text!r}\n{self.err!r}"
+            )
+
+        return d.addTimeout(timeout, reactor, onTimeoutCancel=timed_out)
+
+    def type(self, text: str) -> None:
+        """Send ``text`` to the program's standard input."""
+        assert self.transport is not None
+        self.transport.write(text.encode("utf-8"))
+
+    def close_stdin(self) -> None:
+        """End the program's standard input."""
+        assert self.transport is not None
+        self.transport.closeStdin()
+
+    def finish(self, timeout: float = RUN_TIMEOUT) -> defer.Deferred[int]:
+        """The exit status, once the program has ended (bounded)."""
+        from twisted.internet import reactor
+
+        if self.code is not None:
+            return defer.succeed(self.code)
+        d: defer.Deferred[int] = defer.Deferred()
+
+        def ended(code: int) -> int:
+            if not d.called:
+                d.callback(code)
+            return code
+
+        self.ended.addCallback(ended)
+        return d.addTimeout(timeout, reactor)
+
+    def kill(self) -> None:
+        """Kill the program if it still runs."""
+        if self.code is None and self.transport is not None:
+            try:
+                self.transport.signalProcess("KILL")
+            except OSError:
+                pass
+
+    @property
+    def stdout_lines(self) -> list[str]:
+        """What went to standard output, as lines."""
+        return self.text.splitlines()
+
+    @property
+    def stderr_text(self) -> str:
+        """What went to standard error."""
+        return self.err.decode("utf-8", "replace")
+
+
+class Spawner:
+    """Starts client processes and kills any left running at the end."""
+
+    def __init__(self) -> None:
+        self.processes: list[ClientProcess] = []
+
+    def __call__(
+        self,
+        module: str,
+        *args: str,
+        pty: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> ClientProcess:
+        """Run ``python -m guessgame.MODULE ARGS`` (in a pseudo-terminal if ``pty``)."""
+        from twisted.internet import reactor
+
+        environment = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("GUESSGAME_ADMIN_TOKEN", "PYTEST_CURRENT_TEST")
+        }
+        environment.update({"TERM": "xterm", "PYTHONUNBUFFERED": "1", "INPUTRC": os.devnull})
+        environment.update(env or {})
+        process = ClientProcess()
+        reactor.spawnProcess(
+            process,
+            sys.executable,
+            [sys.executable, "-m", f"guessgame.{module}", *args],
+            env=environment,
+            usePTY=pty,
+        )
+        self.processes.append(process)
+        return process
+
+    def cleanup(self) -> None:
+        """Kill what still runs and wait (bounded) for it to end."""
+        from twisted.internet import reactor
+
+        running = [p for p in self.processes if p.code is None]
+        for process in running:
+            process.kill()
+        if running:
+            waits = [p.ended.addTimeout(5, reactor).addErrback(lambda _: None) for p in running]
+            pytest_twisted.blockon(defer.DeferredList(waits))
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawner]:
+    """Start client processes; they are killed after the test if still running."""
+    spawner = Spawner()
+    yield spawner
+    spawner.cleanup()
+
+
+@defer.inlineCallbacks
+def run(spawner: Spawner, module: str, *args: str, stdin: str = "", **kw: Any) -> Any:
+    """Run a client with ``stdin`` to its end; return the process (with ``code``)."""
+    process = spawner(module, *args, **kw)
+    if stdin:
+        process.type(stdin)
+    process.close_stdin()
+    yield process.finish()
+    return process
