@@ -53,11 +53,18 @@ class Daemon:
 
 def start_daemon(*args: str, seed: int = 1) -> Daemon:
     """The daemon of ``twistd guessgame ARGS`` on two free loopback ports."""
+    from twisted.internet import reactor
+
     options = Options()
     options.parseOptions(
-        ["--player", "tcp:0:interface=127.0.0.1", "--admin", "tcp:0:interface=127.0.0.1", *args]
-    )
-    top = makeService(options)
+        [
+            "--player", "tcp:0:interface=127.0.0.1",
+            "--admin", "tcp:0:interface=127.0.0.1",
+            "--db", ":memory:",
+            *args,
+        ]
+    )  # fmt: skip
+    top = makeService(options, reactor=reactor)
     game = top.getServiceNamed("game")
     game.rng = random.Random(seed)
     top.startService()
