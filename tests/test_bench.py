@@ -162,25 +162,44 @@ def make_player(
     return gen, player, transport, reconnects
 
 
+def feed(player: loadgen.Player, data: bytes) -> None:
+    """Hand ``data`` to the player, then send what it queued (as the loop would)."""
+    player.data_received(data)
+    player.gen.flush()
+
+
 GREETING = b"You are now connected to the server!\r\nPick a number between 1-30\r\n"
 
 
 def test_player_guesses_the_middle_after_the_prompt(loop: asyncio.AbstractEventLoop) -> None:
     """After the greeting and the prompt the first guess is the middle of the range."""
     gen, player, transport, _ = make_player(loop)
-    player.data_received(GREETING[:10])
+    feed(player, GREETING[:10])
     assert transport.written == []
-    player.data_received(GREETING[10:])
+    feed(player, GREETING[10:])
     assert transport.written == [b"15\n"]
     assert len(gen.prompt_times) == 1
+
+
+def test_guesses_wait_for_the_flush(loop: asyncio.AbstractEventLoop) -> None:
+    """Guesses go out together after the reads; a player gone by then sends nothing."""
+    gen, player, transport, _ = make_player(loop)
+    player.data_received(GREETING)
+    assert transport.written == []
+    gen.flush()
+    assert transport.written == [b"15\n"]
+    player.data_received(b"Too low! Pick a number between 1-30\r\n")
+    player.connection_lost(None)
+    gen.flush()
+    assert transport.written == [b"15\n"]
 
 
 def test_player_binary_search(loop: asyncio.AbstractEventLoop) -> None:
     """Too low and too high narrow the search; every reply is timed."""
     gen, player, transport, _ = make_player(loop)
-    player.data_received(GREETING)
-    player.data_received(b"Too low! Pick a number between 1-30\r\n")
-    player.data_received(b"Too high! Pick a number between 1-30\r\n")
+    feed(player, GREETING)
+    feed(player, b"Too low! Pick a number between 1-30\r\n")
+    feed(player, b"Too high! Pick a number between 1-30\r\n")
     assert transport.written == [b"15\n", b"23\n", b"19\n"]
     assert len(gen.latencies) == 2
     assert gen.errors == {}
@@ -189,13 +208,13 @@ def test_player_binary_search(loop: asyncio.AbstractEventLoop) -> None:
 def test_round_notice_restarts_the_search(loop: asyncio.AbstractEventLoop) -> None:
     """A round notice is no reply: the search restarts and the owed reply still counts."""
     gen, player, transport, _ = make_player(loop)
-    player.data_received(GREETING)
-    player.data_received(b"Too low! Pick a number between 1-30\r\n")  # 16-30, guessed 23
-    player.data_received(
-        b"*** player9 won the round with 20. A new number between 1-30 has been picked.\r\n"
+    feed(player, GREETING)
+    feed(player, b"Too low! Pick a number between 1-30\r\n")  # 16-30, guessed 23
+    feed(
+        player, b"*** player9 won the round with 20. A new number between 1-30 has been picked.\r\n"
     )
     assert transport.written == [b"15\n", b"23\n"]  # still one guess outstanding
-    player.data_received(b"Too high! Pick a number between 1-30\r\n")  # new round: 1-22
+    feed(player, b"Too high! Pick a number between 1-30\r\n")  # new round: 1-22
     assert transport.written[-1] == b"11\n"
     assert (gen.notices, len(gen.latencies), gen.errors) == (1, 2, {})
 
@@ -203,8 +222,8 @@ def test_round_notice_restarts_the_search(loop: asyncio.AbstractEventLoop) -> No
 def test_win_reconnects_when_the_server_closes(loop: asyncio.AbstractEventLoop) -> None:
     """Correct! is a timed reply and a win; the close that follows is no error."""
     gen, player, _, reconnects = make_player(loop)
-    player.data_received(GREETING)
-    player.data_received(b"Correct! The number was 15. You won in 1 guess!\r\n")
+    feed(player, GREETING)
+    feed(player, b"Correct! The number was 15. You won in 1 guess!\r\n")
     player.connection_lost(None)
     assert (gen.wins, len(gen.latencies), gen.errors, reconnects) == (1, 1, {}, [1])
 
@@ -215,7 +234,7 @@ def test_lost_connection_is_an_error(
 ) -> None:
     """A connection lost before a win counts as an error of its kind."""
     gen, player, _, _ = make_player(loop)
-    player.data_received(GREETING)
+    feed(player, GREETING)
     player.connection_lost(exc)
     assert gen.errors == {kind: 1}
 
@@ -223,8 +242,8 @@ def test_lost_connection_is_an_error(
 def test_unexpected_line_is_an_error(loop: asyncio.AbstractEventLoop) -> None:
     """A line that is neither a reply nor a notice counts, and the player drops out."""
     gen, player, transport, _ = make_player(loop)
-    player.data_received(GREETING)
-    player.data_received(b"Pick a number between 1-30\r\nToo low! Pick a number between 1-30\r\n")
+    feed(player, GREETING)
+    feed(player, b"Pick a number between 1-30\r\nToo low! Pick a number between 1-30\r\n")
     assert gen.errors == {"unexpected": 1}
     assert gen.examples == ["Pick a number between 1-30"]
     assert transport.aborted
@@ -234,7 +253,7 @@ def test_unexpected_line_is_an_error(loop: asyncio.AbstractEventLoop) -> None:
 def test_greeting_must_come_first(loop: asyncio.AbstractEventLoop) -> None:
     """A prompt without the greeting before it is unexpected."""
     gen, player, _, _ = make_player(loop)
-    player.data_received(b"Pick a number between 1-30\r\n")
+    feed(player, b"Pick a number between 1-30\r\n")
     assert gen.errors == {"unexpected": 1}
 
 
@@ -244,9 +263,9 @@ def test_search_running_out(
 ) -> None:
     """Against the ceiling (--endless) a search that runs out starts over quietly."""
     gen, player, transport, _ = make_player(loop, *(["--endless"] if endless else []))
-    player.data_received(GREETING)
+    feed(player, GREETING)
     for _ in range(5):  # 15, 23, 27, 29, 30: every one too low
-        player.data_received(b"Too low! Pick a number between 1-30\r\n")
+        feed(player, b"Too low! Pick a number between 1-30\r\n")
     assert transport.written[-1] == b"15\n"
     assert gen.errors == errors
 
@@ -255,7 +274,7 @@ def test_timeout(loop: asyncio.AbstractEventLoop) -> None:
     """A reply owed for longer than --reply-timeout is a timeout error."""
     gen, player, transport, _ = make_player(loop, "--reply-timeout", "5")
     gen.players[1] = player
-    player.data_received(GREETING)
+    feed(player, GREETING)
     gen._tick()
     assert gen.errors == {}
     player.since -= 6
