@@ -44,6 +44,7 @@ __all__ = [
     "cpu_percent",
     "format_table",
     "kb_per_connection",
+    "limited_by",
     "listening_port",
     "main",
     "matrix",
@@ -224,16 +225,39 @@ def us_per_guess(cpu_percent: float | None, guesses_per_s: float) -> float | Non
 
 
 def pair_ratios(results: list[dict[str, Any]]) -> None:
-    """Give each daemon result its ratios to the ceiling with the same N and range."""
+    """Give each daemon result its ratios to the ceiling with the same N and range.
+
+    ``ratio`` compares guesses per second, ``p99_ratio`` the p99 reply
+    times, ``cost_ratio`` the server CPU time per guess (ceiling over
+    daemon, so that 1.0 means as cheap as the ceiling): the one figure that
+    holds when the load generator, not the server, set the pace.  The row
+    with the default greeting wait is not compared.
+    """
     ceilings = {(r["players"], r["range"]): r for r in results if r["server"] == "ceiling"}
     for r in results:
         ceiling = ceilings.get((r["players"], r["range"]))
-        if r["server"] != "daemon" or ceiling is None:
+        if r["server"] != "daemon" or r.get("default_wait") or ceiling is None:
             continue
         if ceiling["guesses_per_s"]:
             r["ratio"] = round(r["guesses_per_s"] / ceiling["guesses_per_s"], 3)
         if r["reply_p99_ms"] and ceiling["reply_p99_ms"]:
             r["p99_ratio"] = round(r["reply_p99_ms"] / ceiling["reply_p99_ms"], 3)
+        if r.get("server_us_per_guess") and ceiling.get("server_us_per_guess"):
+            r["cost_ratio"] = round(ceiling["server_us_per_guess"] / r["server_us_per_guess"], 3)
+
+
+def limited_by(result: dict[str, Any]) -> str:
+    """What set the pace of a row: ``server``, ``loadgen`` or ``unclear``.
+
+    A closed loop runs as fast as its slower side: a server below 90% CPU
+    while the generator is above 85% was waiting for the generator.
+    """
+    server, load = result.get("server_cpu_percent"), result.get("loadgen_cpu_percent")
+    if server is not None and server >= 90:
+        return "server"
+    if load is not None and load >= 85:
+        return "loadgen"
+    return "unclear"
 
 
 COLUMNS = [
@@ -252,13 +276,18 @@ COLUMNS = [
     ("errors", "errors", "{}"),
     ("x ceiling", "ratio", "{:.2f}x"),
     ("x p99", "p99_ratio", "{:.2f}x"),
+    ("x cost", "cost_ratio", "{:.2f}x"),
 ]
+FOOTNOTE = "* the load generator, not the server, set the pace of this row (server CPU < 90%)"
 
 
 def _cell(result: dict[str, Any], key: str, fmt: str) -> str:
     if key == "prompt":
         p50, p99 = result.get("prompt_p50_ms"), result.get("prompt_p99_ms")
         return "-" if p50 is None else f"{p50:.1f}/{p99:.1f}"
+    if key == "guesses_per_s":
+        mark = "*" if limited_by(result) == "loadgen" else ""
+        return fmt.format(result[key]) + mark
     if key == "peak_rss_mb":
         value: Any = result["peak_rss_kb"] / 1024 if result.get("peak_rss_kb") else None
     else:
@@ -280,6 +309,8 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
         lines.append("  ".join(parts).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
+    if any(limited_by(r) == "loadgen" for r in results):
+        lines.append(FOOTNOTE)
     return "\n".join(lines)
 
 
@@ -448,7 +479,7 @@ def result_of(
     """One row of the report from the load generator's output and the /proc samples."""
     peak = max(s.rss_kb for s in samples)
     cpu = cpu_percent(samples, measured["window_start"], measured["window_end"])
-    return {
+    row_result = {
         "server": row.server,
         "label": row.label,
         "players": row.players,
@@ -472,6 +503,8 @@ def result_of(
         "window_s": measured["window_s"],
         "guesses": measured["guesses"],
     }
+    row_result["limited_by"] = limited_by(row_result)
+    return row_result
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -436,14 +436,32 @@ def result(server: str, players: int, gps: float, p99: float, **extra: Any) -> d
 def test_pair_ratios() -> None:
     """A daemon row is compared with the ceiling row of the same N only."""
     rows = [
-        result("ceiling", 100, 10_000, 4.0),
-        result("daemon", 100, 9_000, 5.0),
+        result("ceiling", 100, 10_000, 4.0, server_us_per_guess=12.0),
+        result("daemon", 100, 9_000, 5.0, server_us_per_guess=15.0),
         result("ceiling", 1000, 20_000, 4.0),
         result("daemon", 10, 9_000, 5.0),
+        result("daemon", 100, 9_000, 5.0, default_wait=True),
     ]
     run.pair_ratios(rows)
-    assert (rows[1]["ratio"], rows[1]["p99_ratio"]) == (0.9, 1.25)
-    assert "ratio" not in rows[0] and "ratio" not in rows[3]
+    assert (rows[1]["ratio"], rows[1]["p99_ratio"], rows[1]["cost_ratio"]) == (0.9, 1.25, 0.8)
+    assert not {"ratio", "p99_ratio", "cost_ratio"} & (rows[0].keys() | rows[3].keys())
+    assert "ratio" not in rows[4]
+
+
+@pytest.mark.parametrize(
+    ("server", "load", "by"),
+    [
+        (99.0, 50.0, "server"),
+        (95.0, 99.0, "server"),
+        (70.0, 90.0, "loadgen"),
+        (70.0, 60.0, "unclear"),
+        (None, None, "unclear"),
+    ],
+)
+def test_limited_by(server: float | None, load: float | None, by: str) -> None:
+    """A busy server set the pace; an idle server with a busy generator did not."""
+    row = result("ceiling", 10, 1.0, 1.0, server_cpu_percent=server, loadgen_cpu_percent=load)
+    assert run.limited_by(row) == by
 
 
 def test_format_table() -> None:
@@ -457,9 +475,17 @@ def test_format_table() -> None:
     assert set(lines[1]) == {"-", " "}
     assert len({len(line) for line in lines[:2]}) == 1
     assert lines[2].split()[:4] == ["ceiling", "1000", "1-30", "20000"]
-    assert lines[2].split()[-2:] == ["-", "-"]
-    assert lines[3].split()[-2:] == ["0.90x", "1.10x"]
+    assert lines[2].split()[-3:] == ["-", "-", "-"]
+    assert lines[3].split()[-3:] == ["0.90x", "1.10x", "1.00x"]
     assert " - " in lines[3]
+
+
+def test_format_table_marks_loadgen_bound_rows() -> None:
+    """A row the load generator limited gets a star and the table a footnote."""
+    row = result("ceiling", 100, 20_000, 4.0, server_cpu_percent=60.0, loadgen_cpu_percent=95.0)
+    lines = run.format_table([row]).splitlines()
+    assert lines[2].split()[3] == "20000*"
+    assert lines[-1] == run.FOOTNOTE
 
 
 def test_write_results(tmp_path: Path) -> None:
