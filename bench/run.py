@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen import raise_file_limit
+from guessgame.game import parse_range
 
 __all__ = [
     "FAST_OPTIONS",
@@ -96,19 +97,33 @@ class Row:
         return "daemon, default wait" if self.default_wait else self.server
 
 
-def matrix(quick: bool) -> list[Row]:
-    """The rows to run: each daemon row right after its ceiling row."""
-    if quick:
-        pairs = [(1000, WIDE)]
-    else:
-        pairs = [(100, WIDE), (1000, WIDE), (10000, WIDE), (1000, NARROW)]
+def matrix(quick: bool, pairs: Sequence[tuple[int, tuple[int, int]]] = ()) -> list[Row]:
+    """The rows to run: each daemon row right after its ceiling row.
+
+    ``pairs`` (N, (LO, HI)) replace the matrix when given.
+    """
+    chosen = list(pairs)
+    if not chosen:
+        chosen = (
+            [(1000, WIDE)] if quick else [(100, WIDE), (1000, WIDE), (10000, WIDE), (1000, NARROW)]
+        )
     rows: list[Row] = []
-    for n, (lo, hi) in pairs:
+    for n, (lo, hi) in chosen:
         rows.append(Row("ceiling", n, lo, hi))
         rows.append(Row("daemon", n, lo, hi))
-    if not quick:
+    if not quick and not pairs:
         rows.append(Row("daemon", 1000, *NARROW, default_wait=True))
     return rows
+
+
+def _pair(text: str) -> tuple[int, tuple[int, int]]:
+    players, sep, range_text = text.partition(":")
+    try:
+        if not sep or not players.isdigit() or int(players) < 1:
+            raise ValueError(f"give N:LO-HI, like 1000:1-30, not {text!r}")
+        return int(players), parse_range(range_text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _positive_float(text: str) -> float:
@@ -131,6 +146,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--output", type=Path, default=ROOT / "bench" / "results.jsonl", help="JSON lines"
     )
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    parser.add_argument(
+        "--pair",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="N:LO-HI",
+        help="run this ceiling/daemon pair instead of the matrix (repeatable)",
+    )
     ns = parser.parse_args(argv)
     if ns.settle < 0:
         parser.error("--settle must not be negative")
@@ -518,7 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if skipped:
         print(f"skipped (this daemon has no such option yet): {' '.join(skipped)}")
     print("pinning: server on CPU 0, load generator on CPU 1" if pin else "pinning: off")
-    rows = matrix(ns.quick)
+    rows = matrix(ns.quick, ns.pair)
     procs = Processes()
     results: list[dict[str, Any]] = []
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

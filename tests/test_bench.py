@@ -338,6 +338,20 @@ def test_matrix() -> None:
         for a, b in zip(*[iter(full[:8])] * 2, strict=True)
     )
     assert full[-1].default_wait and full[-1].range_text == "1-30"
+    chosen = run.matrix(quick=False, pairs=[(50, (1, 30))])
+    assert [(r.server, r.players, r.range_text) for r in chosen] == [
+        ("ceiling", 50, "1-30"),
+        ("daemon", 50, "1-30"),
+    ]
+
+
+def test_pair_option() -> None:
+    """--pair N:LO-HI picks the pairs to run; a malformed one is a usage error."""
+    ns = run.parse_args(["--pair", "1000:1-30", "--pair", "10:5-9"])
+    assert ns.pair == [(1000, (1, 30)), (10, (5, 9))]
+    for bad in ("1000", "x:1-30", "0:1-30", "10:30-1"):
+        with pytest.raises(SystemExit):
+            run.parse_args(["--pair", bad])
 
 
 HELP = """Usage: twistd [options] guessgame [options]
