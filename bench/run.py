@@ -488,12 +488,19 @@ def run_row(
         assert load.stdout is not None
         output = load.stdout.read().decode()
         procs.stop(load)
+        exited = server.poll()
+        if exited is not None:
+            tail = log.read_text(errors="replace").splitlines()[-15:]
+            print(f"  !! the server exited ({exited}) during the run; its log ends:", flush=True)
+            print("\n".join("     " + line for line in tail), flush=True)
         if load.returncode != 0 or not output.strip():
             raise RuntimeError(f"the load generator failed (exit {load.returncode})")
         measured = json.loads(output.strip().splitlines()[-1])
     finally:
         procs.stop(server)
-    return result_of(row, measured, samples, idle)
+    result = result_of(row, measured, samples, idle)
+    result["server_exited"] = exited
+    return result
 
 
 def result_of(
