@@ -211,7 +211,6 @@ class Player(asyncio.Protocol):
         self.hi = gen.config.hi
         self.guess = 0
         self.outstanding = False
-        self.greeted = False
 
     # asyncio.Protocol.
 
