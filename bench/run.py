@@ -53,6 +53,7 @@ __all__ = [
     "parse_args",
     "parse_proc_stat",
     "parse_rss_kb",
+    "summarise_profile",
     "supported_options",
     "us_per_guess",
 ]
@@ -146,6 +147,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--output", type=Path, default=ROOT / "bench" / "results.jsonl", help="JSON lines"
     )
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample each server with py-spy during its window (pip install py-spy); "
+        "the profiled rows run slower",
+    )
     parser.add_argument(
         "--pair",
         type=_pair,
@@ -442,6 +449,74 @@ def _wait_listening(proc: subprocess.Popen[Any], log: Path, timeout: float = 30.
     raise RuntimeError(f"the server did not start listening:\n{log.read_text(errors='replace')}")
 
 
+def py_spy() -> str | None:
+    """The py-spy next to this Python, or on PATH; None when not installed."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+def profiler_command(pid: int, seconds: float, output: Path) -> list[str]:
+    """py-spy sampling ``pid`` for ``seconds`` into collapsed stacks at ``output``."""
+    return [
+        py_spy() or "py-spy",
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(max(1, int(seconds))),
+        "--rate",
+        "200",
+        "--format",
+        "raw",
+        "--output",
+        str(output),
+    ]
+
+
+def summarise_profile(collapsed: str, top: int = 15) -> tuple[list[tuple[float, str]], float]:
+    """The functions with the most samples of their own, and guessgame's share.
+
+    ``collapsed`` is py-spy's raw format: ``frame;frame;... COUNT`` a line,
+    each frame ``function (file:line)``.  Lines of one function are added
+    up.  The share counts the samples whose innermost project frame lies in
+    ``guessgame/`` before any Twisted frame: the game's own cost.
+    """
+    own: dict[str, int] = {}
+    total = game = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        total += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in reversed(frames):
+            if "guessgame/" in frame or frame.endswith("(<string>)"):
+                game += count
+                break
+            if "twisted/" in frame:
+                break
+    if not total:
+        return [], 0.0
+    ranked = sorted(own.items(), key=lambda item: -item[1])[:top]
+    return [(round(100 * n / total, 1), name) for name, n in ranked], round(100 * game / total, 1)
+
+
+def show_profile(row: Row, path: Path) -> None:
+    """Print the profile's top entries and keep its stacks beside the results."""
+    if not path.exists():
+        print("  (py-spy wrote no profile)", flush=True)
+        return
+    text = path.read_text(errors="replace")
+    kept = ROOT / "bench" / f"profile-{row.server}-{row.players}-{row.range_text}.txt"
+    kept.write_text(text)
+    ranked, game = summarise_profile(text)
+    print(f"  profile ({kept.name}): guessgame's own code {game}% of samples; top self time:")
+    for share, name in ranked:
+        print(f"    {share:5.1f}%  {name}")
+
+
 def run_row(
     row: Row, ns: argparse.Namespace, fast: list[str], procs: Processes, workdir: Path
 ) -> dict[str, Any]:
@@ -479,12 +554,27 @@ def run_row(
         if row.server == "ceiling":
             load_args.append("--endless")
         load = procs.start(load_args, stdout=subprocess.PIPE, cwd=ROOT)
+        profile_at = time.monotonic() + row.players / ns.rate + ns.settle
+        profiler: subprocess.Popen[Any] | None = None
         samples = [idle]
         while load.poll() is None:
             sample = read_sample(server.pid)
             if sample is not None:
                 samples.append(sample)
+            if ns.profile and profiler is None and time.monotonic() >= profile_at:
+                profiler = procs.start(
+                    profiler_command(server.pid, ns.window, workdir / "profile.txt"),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             time.sleep(0.2)
+        if profiler is not None:
+            try:
+                profiler.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
+            procs.stop(profiler)
+            show_profile(row, workdir / "profile.txt")
         assert load.stdout is not None
         output = load.stdout.read().decode()
         procs.stop(load)
@@ -500,6 +590,7 @@ def run_row(
         procs.stop(server)
     result = result_of(row, measured, samples, idle)
     result["server_exited"] = exited
+    result["profiled"] = bool(ns.profile)
     return result
 
 
@@ -543,6 +634,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise_file_limit()  # the servers inherit it
     pin = not ns.no_pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
     ns.no_pin = not pin
+    if ns.profile and py_spy() is None:
+        print("--profile needs py-spy: .venv/bin/pip install py-spy", file=sys.stderr)
+        return 2
     fast, skipped = supported_options(daemon_help(), FAST_OPTIONS)
     print(f"daemon options: {' '.join(fast) or '(none)'}")
     if skipped:

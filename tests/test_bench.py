@@ -502,6 +502,28 @@ def test_format_table_marks_loadgen_bound_rows() -> None:
     assert lines[-1] == run.FOOTNOTE
 
 
+PROFILE = """\
+run (twisted/app.py:10);doRead (twisted/internet/tcp.py:278) 6
+run (twisted/app.py:10);doRead (twisted/internet/tcp.py:285);lineReceived (guessgame/player.py:90) 3
+run (twisted/app.py:10);doRead (twisted/internet/tcp.py:285);lineReceived (guessgame/player.py:97) 2
+run (twisted/app.py:10);lineReceived (guessgame/player.py:97);write (twisted/abstract.py:400) 4
+run (twisted/app.py:10);guess (guessgame/game.py:5);__init__ (<string>:3) 5
+not a stack line
+"""
+
+
+def test_summarise_profile() -> None:
+    """Self time is added up per function; the game's share stops at Twisted frames."""
+    ranked, game = run.summarise_profile(PROFILE, top=3)
+    assert ranked == [
+        (30.0, "doRead (twisted/internet/tcp.py)"),
+        (25.0, "lineReceived (guessgame/player.py)"),
+        (25.0, "__init__ (<string>)"),
+    ]
+    assert game == 50.0
+    assert run.summarise_profile("") == ([], 0.0)
+
+
 def test_write_results(tmp_path: Path) -> None:
     """One JSON object a line, read back as written."""
     rows = [result("ceiling", 10, 1.0, 1.0), result("daemon", 10, 1.0, 1.0)]
