@@ -32,6 +32,12 @@ test: $(VENV)/.installed-test  ## install with the test extra, lint, type-check,
 	$(BIN)/mypy guessgame
 	$(BIN)/python -m pytest $(ARGS)
 
+bench: $(VENV)/.installed  ## the daemon against the bare Twisted ceiling: the whole matrix (a few minutes)
+	$(BIN)/python -m bench.run $(ARGS)
+
+bench-quick: $(VENV)/.installed  ## the N=1000 pair of the benchmark only
+	$(BIN)/python -m bench.run --quick $(ARGS)
+
 clean:  ## remove the virtualenv, caches and build output
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .hypothesis twisted/plugins/dropin.cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,691 @@
+"""``make bench``: the daemon against the bare Twisted ceiling, row by row.
+
+For each row of the matrix the driver starts the server (the ceiling of
+`bench.ceiling`, or ``twistd -n guessgame``) as a subprocess on a free
+loopback port, pinned to one CPU when ``taskset`` exists, then the load
+generator of `bench.loadgen` pinned to the other.  While the load runs it
+samples the server's CPU time and resident memory from ``/proc``.  It kills
+everything it started, also on Ctrl-C and errors, then prints one table and
+writes one JSON line per row (``bench/results.jsonl``).
+
+The daemon runs with its defaults except the limits and the classic
+dialect's greeting wait, which are turned off where this daemon has those
+options (``twistd guessgame --help`` says); one more row keeps the default
+wait and reports the connect-to-prompt time.
+
+Run: ``python -m bench.run`` (the full matrix) or ``python -m bench.run --quick``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.loadgen import raise_file_limit
+from guessgame.game import parse_range
+
+__all__ = [
+    "FAST_OPTIONS",
+    "Row",
+    "Sample",
+    "cpu_percent",
+    "format_table",
+    "kb_per_connection",
+    "limited_by",
+    "listening_port",
+    "main",
+    "matrix",
+    "pair_ratios",
+    "parse_args",
+    "parse_proc_stat",
+    "parse_rss_kb",
+    "summarise_profile",
+    "supported_options",
+    "us_per_guess",
+]
+
+WIDE = (1, 1_000_000_000)
+NARROW = (1, 30)
+
+#: Options that take the daemon's limits and greeting wait out of the way,
+#: passed only where ``twistd guessgame --help`` lists them.
+FAST_OPTIONS: list[tuple[str, str]] = [
+    ("--max-players", "0"),
+    ("--max-per-ip", "0"),
+    ("--max-rate", "0"),
+    ("--classic-wait", "0"),
+]
+#: The option the extra row leaves at its default.
+WAIT_OPTION = "--classic-wait"
+
+LISTENING = re.compile(r"player port listening on (?:\[[^\]]*\]|[^\s:]+):(\d+)")
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the matrix: which server, how many players, which range."""
+
+    server: str  # "ceiling" or "daemon"
+    players: int
+    lo: int
+    hi: int
+    default_wait: bool = False
+
+    @property
+    def range_text(self) -> str:
+        """``LO-HI``."""
+        return f"{self.lo}-{self.hi}"
+
+    @property
+    def label(self) -> str:
+        """The row's name in the table."""
+        return "daemon, default wait" if self.default_wait else self.server
+
+
+def matrix(quick: bool, pairs: Sequence[tuple[int, tuple[int, int]]] = ()) -> list[Row]:
+    """The rows to run: each daemon row right after its ceiling row.
+
+    ``pairs`` (N, (LO, HI)) replace the matrix when given.
+    """
+    chosen = list(pairs)
+    if not chosen:
+        chosen = (
+            [(1000, WIDE)] if quick else [(100, WIDE), (1000, WIDE), (10000, WIDE), (1000, NARROW)]
+        )
+    rows: list[Row] = []
+    for n, (lo, hi) in chosen:
+        rows.append(Row("ceiling", n, lo, hi))
+        rows.append(Row("daemon", n, lo, hi))
+    if not quick and not pairs:
+        rows.append(Row("daemon", 1000, *NARROW, default_wait=True))
+    return rows
+
+
+def _pair(text: str) -> tuple[int, tuple[int, int]]:
+    players, sep, range_text = text.partition(":")
+    try:
+        if not sep or not players.isdigit() or int(players) < 1:
+            raise ValueError(f"give N:LO-HI, like 1000:1-30, not {text!r}")
+        return int(players), parse_range(range_text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Read the driver's command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="the N=1000 pair only")
+    parser.add_argument("--window", type=_positive_float, default=10.0, help="measured seconds")
+    parser.add_argument("--settle", type=float, default=2.0, help="seconds after the ramp-up")
+    parser.add_argument("--rate", type=_positive_float, default=2000.0, help="connections/s")
+    parser.add_argument(
+        "--output", type=Path, default=ROOT / "bench" / "results.jsonl", help="JSON lines"
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample each server with py-spy during its window (pip install py-spy); "
+        "the profiled rows run slower",
+    )
+    parser.add_argument(
+        "--pair",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="N:LO-HI",
+        help="run this ceiling/daemon pair instead of the matrix (repeatable)",
+    )
+    ns = parser.parse_args(argv)
+    if ns.settle < 0:
+        parser.error("--settle must not be negative")
+    return ns
+
+
+# Reading the daemon's help and log.
+
+
+def supported_options(
+    help_text: str, wanted: Iterable[tuple[str, str]]
+) -> tuple[list[str], list[str]]:
+    """Split ``wanted`` into arguments to pass and the option names the help does not list."""
+    listed = set(re.findall(r"(--[a-z][a-z0-9-]*)", help_text))
+    passed: list[str] = []
+    skipped: list[str] = []
+    for name, value in wanted:
+        if name in listed:
+            passed += [name, value]
+        else:
+            skipped.append(name)
+    return passed, skipped
+
+
+def listening_port(log_text: str) -> int | None:
+    """The player port from a ``player port listening on HOST:PORT`` line."""
+    match = LISTENING.search(log_text)
+    return int(match.group(1)) if match else None
+
+
+# /proc.
+
+
+def parse_proc_stat(text: str) -> int:
+    """User plus system CPU time, in clock ticks, from ``/proc/PID/stat``."""
+    # The command name (field 2) may hold spaces and parentheses: split after it.
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15
+
+
+def parse_rss_kb(text: str) -> int:
+    """Resident set size in KB, from ``/proc/PID/status``."""
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise ValueError("no VmRSS line")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One reading of the server: when (monotonic seconds), CPU ticks, RSS in KB."""
+
+    at: float
+    ticks: int
+    rss_kb: int
+
+
+def read_sample(pid: int) -> Sample | None:
+    """Read the server's CPU time and RSS now; None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
+        return Sample(time.monotonic(), parse_proc_stat(stat), parse_rss_kb(status))
+    except (OSError, ValueError):
+        return None
+
+
+def cpu_percent(
+    samples: Sequence[Sample], start: float, end: float, tick: int = CLK_TCK
+) -> float | None:
+    """The server's CPU use in ``start``-``end``, from the samples nearest each end."""
+    inside = [s for s in samples if start <= s.at <= end]
+    if len(inside) < 2 or inside[-1].at <= inside[0].at:
+        return None
+    first, last = inside[0], inside[-1]
+    return round(100 * (last.ticks - first.ticks) / tick / (last.at - first.at), 1)
+
+
+def kb_per_connection(peak_kb: int, idle_kb: int, players: int) -> float:
+    """Memory per connected player above the idle server, in KB."""
+    return round(max(peak_kb - idle_kb, 0) / players, 2)
+
+
+def us_per_guess(cpu_percent: float | None, guesses_per_s: float) -> float | None:
+    """Server CPU time per reply in microseconds: the cost, whoever limited the rate."""
+    if cpu_percent is None or not guesses_per_s:
+        return None
+    return round(cpu_percent / 100 / guesses_per_s * 1e6, 2)
+
+
+# The report.
+
+
+def pair_ratios(results: list[dict[str, Any]]) -> None:
+    """Give each daemon result its ratios to the ceiling with the same N and range.
+
+    ``ratio`` compares guesses per second, ``p99_ratio`` the p99 reply
+    times, ``cost_ratio`` the server CPU time per guess (ceiling over
+    daemon, so that 1.0 means as cheap as the ceiling): the one figure that
+    holds when the load generator, not the server, set the pace.  The row
+    with the default greeting wait is not compared.
+    """
+    ceilings = {(r["players"], r["range"]): r for r in results if r["server"] == "ceiling"}
+    for r in results:
+        ceiling = ceilings.get((r["players"], r["range"]))
+        if r["server"] != "daemon" or r.get("default_wait") or ceiling is None:
+            continue
+        if ceiling["guesses_per_s"]:
+            r["ratio"] = round(r["guesses_per_s"] / ceiling["guesses_per_s"], 3)
+        if r["reply_p99_ms"] and ceiling["reply_p99_ms"]:
+            r["p99_ratio"] = round(r["reply_p99_ms"] / ceiling["reply_p99_ms"], 3)
+        if r.get("server_us_per_guess") and ceiling.get("server_us_per_guess"):
+            r["cost_ratio"] = round(ceiling["server_us_per_guess"] / r["server_us_per_guess"], 3)
+
+
+def limited_by(result: dict[str, Any]) -> str:
+    """What set the pace of a row: ``server``, ``loadgen`` or ``unclear``.
+
+    A closed loop runs as fast as its slower side: a server below 90% CPU
+    while the generator is above 85% was waiting for the generator.
+    """
+    server, load = result.get("server_cpu_percent"), result.get("loadgen_cpu_percent")
+    if server is not None and server >= 90:
+        return "server"
+    if load is not None and load >= 85:
+        return "loadgen"
+    return "unclear"
+
+
+COLUMNS = [
+    ("server", "label", "{}"),
+    ("N", "players", "{}"),
+    ("range", "range", "{}"),
+    ("guesses/s", "guesses_per_s", "{:.0f}"),
+    ("p50 ms", "reply_p50_ms", "{:.2f}"),
+    ("p99 ms", "reply_p99_ms", "{:.2f}"),
+    ("prompt p50/p99 ms", "prompt", "{}"),
+    ("peak RSS MB", "peak_rss_mb", "{:.1f}"),
+    ("KB/conn", "kb_per_connection", "{:.2f}"),
+    ("CPU %", "server_cpu_percent", "{:.0f}"),
+    ("CPU us/guess", "server_us_per_guess", "{:.1f}"),
+    ("loadgen CPU %", "loadgen_cpu_percent", "{:.0f}"),
+    ("errors", "errors", "{}"),
+    ("x ceiling", "ratio", "{:.2f}x"),
+    ("x p99", "p99_ratio", "{:.2f}x"),
+    ("x cost", "cost_ratio", "{:.2f}x"),
+]
+FOOTNOTE = "* the load generator, not the server, set the pace of this row (server CPU < 90%)"
+
+
+def _cell(result: dict[str, Any], key: str, fmt: str) -> str:
+    if key == "prompt":
+        p50, p99 = result.get("prompt_p50_ms"), result.get("prompt_p99_ms")
+        return "-" if p50 is None else f"{p50:.1f}/{p99:.1f}"
+    if key == "guesses_per_s":
+        mark = "*" if limited_by(result) == "loadgen" else ""
+        return fmt.format(result[key]) + mark
+    if key == "peak_rss_mb":
+        value: Any = result["peak_rss_kb"] / 1024 if result.get("peak_rss_kb") else None
+    else:
+        value = result.get(key)
+    return "-" if value is None else fmt.format(value)
+
+
+def format_table(results: Sequence[dict[str, Any]]) -> str:
+    """The results as one plain-text table, columns aligned."""
+    cells = [[title for title, _, _ in COLUMNS]]
+    cells += [[_cell(r, key, fmt) for _, key, fmt in COLUMNS] for r in results]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+    lines = []
+    for n, row in enumerate(cells):
+        parts = [
+            c.ljust(w) if i < 3 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(parts).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    if any(limited_by(r) == "loadgen" for r in results):
+        lines.append(FOOTNOTE)
+    return "\n".join(lines)
+
+
+# Running.
+
+
+@dataclass
+class Processes:
+    """Every subprocess the driver started, so that all of them get killed."""
+
+    running: list[subprocess.Popen[Any]] = field(default_factory=list)
+
+    def start(self, args: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """Start ``args`` in a session of its own (so Ctrl-C reaches only us)."""
+        proc = subprocess.Popen(args, start_new_session=True, **kwargs)
+        self.running.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds, to the process's group."""
+        if proc in self.running:
+            self.running.remove(proc)
+        if proc.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, grace)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                proc.wait(wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def stop_all(self) -> None:
+        """Stop every process still running."""
+        for proc in list(self.running):
+            self.stop(proc)
+
+
+def _pin(cpu: int, pin: bool) -> list[str]:
+    return ["taskset", "-c", str(cpu)] if pin else []
+
+
+def _twistd() -> list[str]:
+    script = Path(sys.executable).with_name("twistd")
+    return [str(script)] if script.exists() else ["twistd"]
+
+
+def daemon_help() -> str:
+    """What ``twistd guessgame --help`` prints."""
+    done = subprocess.run(
+        [*_twistd(), "guessgame", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    return done.stdout
+
+
+def server_command(row: Row, fast: list[str], pin: bool) -> list[str]:
+    """The command line that starts the server of ``row``."""
+    if row.server == "ceiling":
+        return [
+            *_pin(0, pin),
+            sys.executable,
+            "-m",
+            "bench.ceiling",
+            "--player",
+            "tcp:0:interface=127.0.0.1",
+            "--range",
+            row.range_text,
+        ]
+    options = list(fast)
+    if row.default_wait and WAIT_OPTION in options:
+        i = options.index(WAIT_OPTION)
+        del options[i : i + 2]
+    return [
+        *_pin(0, pin),
+        *_twistd(),
+        "-n",
+        "--pidfile=",
+        "guessgame",
+        "--player",
+        "tcp:0:interface=127.0.0.1",
+        "--admin",
+        "tcp:0:interface=127.0.0.1",
+        "--range",
+        row.range_text,
+        *options,
+    ]
+
+
+def _wait_listening(proc: subprocess.Popen[Any], log: Path, timeout: float = 30.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        port = listening_port(log.read_text(errors="replace"))
+        if port is not None:
+            return port
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise RuntimeError(f"the server did not start listening:\n{log.read_text(errors='replace')}")
+
+
+def py_spy() -> str | None:
+    """The py-spy next to this Python, or on PATH; None when not installed."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+def profiler_command(pid: int, seconds: float, output: Path) -> list[str]:
+    """py-spy sampling ``pid`` for ``seconds`` into collapsed stacks at ``output``."""
+    return [
+        py_spy() or "py-spy",
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(max(1, int(seconds))),
+        "--rate",
+        "200",
+        "--format",
+        "raw",
+        "--output",
+        str(output),
+    ]
+
+
+def summarise_profile(collapsed: str, top: int = 15) -> tuple[list[tuple[float, str]], float]:
+    """The functions with the most samples of their own, and guessgame's share.
+
+    ``collapsed`` is py-spy's raw format: ``frame;frame;... COUNT`` a line,
+    each frame ``function (file:line)``.  Lines of one function are added
+    up.  The share counts the samples whose innermost project frame lies in
+    ``guessgame/`` before any Twisted frame: the game's own cost.
+    """
+    own: dict[str, int] = {}
+    total = game = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        total += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in reversed(frames):
+            if "guessgame/" in frame or frame.endswith("(<string>)"):
+                game += count
+                break
+            if "twisted/" in frame:
+                break
+    if not total:
+        return [], 0.0
+    ranked = sorted(own.items(), key=lambda item: -item[1])[:top]
+    return [(round(100 * n / total, 1), name) for name, n in ranked], round(100 * game / total, 1)
+
+
+def show_profile(row: Row, path: Path) -> None:
+    """Print the profile's top entries and keep its stacks beside the results."""
+    if not path.exists():
+        print("  (py-spy wrote no profile)", flush=True)
+        return
+    text = path.read_text(errors="replace")
+    kept = ROOT / "bench" / f"profile-{row.server}-{row.players}-{row.range_text}.txt"
+    kept.write_text(text)
+    ranked, game = summarise_profile(text)
+    print(f"  profile ({kept.name}): guessgame's own code {game}% of samples; top self time:")
+    for share, name in ranked:
+        print(f"    {share:5.1f}%  {name}")
+
+
+def run_row(
+    row: Row, ns: argparse.Namespace, fast: list[str], procs: Processes, workdir: Path
+) -> dict[str, Any]:
+    """Run one row: server up, load through its window, server down."""
+    pin = not ns.no_pin
+    log = workdir / f"{row.server}-{row.players}-{row.range_text}-{row.default_wait}.log"
+    with log.open("wb") as out:
+        server = procs.start(
+            server_command(row, fast, pin), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+    try:
+        port = _wait_listening(server, log)
+        time.sleep(0.5)
+        idle = read_sample(server.pid)
+        if idle is None:
+            raise RuntimeError("the server is gone before any load")
+        load_args = [
+            *_pin(1, pin),
+            sys.executable,
+            "-m",
+            "bench.loadgen",
+            "--port",
+            str(port),
+            "--players",
+            str(row.players),
+            "--range",
+            row.range_text,
+            "--rate",
+            str(ns.rate),
+            "--settle",
+            str(ns.settle),
+            "--window",
+            str(ns.window),
+        ]
+        if row.server == "ceiling":
+            load_args.append("--endless")
+        load = procs.start(load_args, stdout=subprocess.PIPE, cwd=ROOT)
+        profile_at = time.monotonic() + row.players / ns.rate + ns.settle
+        profiler: subprocess.Popen[Any] | None = None
+        samples = [idle]
+        while load.poll() is None:
+            sample = read_sample(server.pid)
+            if sample is not None:
+                samples.append(sample)
+            if ns.profile and profiler is None and time.monotonic() >= profile_at:
+                profiler = procs.start(
+                    profiler_command(server.pid, ns.window, workdir / "profile.txt"),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            time.sleep(0.2)
+        if profiler is not None:
+            try:
+                profiler.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
+            procs.stop(profiler)
+            show_profile(row, workdir / "profile.txt")
+        assert load.stdout is not None
+        output = load.stdout.read().decode()
+        procs.stop(load)
+        exited = server.poll()
+        if exited is not None:
+            tail = log.read_text(errors="replace").splitlines()[-15:]
+            print(f"  !! the server exited ({exited}) during the run; its log ends:", flush=True)
+            print("\n".join("     " + line for line in tail), flush=True)
+        if load.returncode != 0 or not output.strip():
+            raise RuntimeError(f"the load generator failed (exit {load.returncode})")
+        measured = json.loads(output.strip().splitlines()[-1])
+    finally:
+        procs.stop(server)
+    result = result_of(row, measured, samples, idle)
+    result["server_exited"] = exited
+    result["profiled"] = bool(ns.profile)
+    return result
+
+
+def result_of(
+    row: Row, measured: dict[str, Any], samples: Sequence[Sample], idle: Sample
+) -> dict[str, Any]:
+    """One row of the report from the load generator's output and the /proc samples."""
+    peak = max(s.rss_kb for s in samples)
+    cpu = cpu_percent(samples, measured["window_start"], measured["window_end"])
+    row_result = {
+        "server": row.server,
+        "label": row.label,
+        "players": row.players,
+        "range": row.range_text,
+        "default_wait": row.default_wait,
+        "guesses_per_s": measured["guesses_per_s"],
+        "reply_p50_ms": measured["reply_ms"]["p50"],
+        "reply_p99_ms": measured["reply_ms"]["p99"],
+        "prompt_p50_ms": measured["prompt_ms"]["p50"],
+        "prompt_p99_ms": measured["prompt_ms"]["p99"],
+        "idle_rss_kb": idle.rss_kb,
+        "peak_rss_kb": peak,
+        "kb_per_connection": kb_per_connection(peak, idle.rss_kb, row.players),
+        "server_cpu_percent": cpu,
+        "server_us_per_guess": us_per_guess(cpu, measured["guesses_per_s"]),
+        "loadgen_cpu_percent": measured["loadgen_cpu_percent"],
+        "errors": measured["errors"],
+        "error_kinds": measured["error_kinds"],
+        "wins": measured["wins"],
+        "notices": measured["notices"],
+        "window_s": measured["window_s"],
+        "guesses": measured["guesses"],
+    }
+    row_result["limited_by"] = limited_by(row_result)
+    return row_result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the matrix, print the table, write the JSON lines."""
+    ns = parse_args(argv)
+    raise_file_limit()  # the servers inherit it
+    pin = not ns.no_pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+    ns.no_pin = not pin
+    if ns.profile and py_spy() is None:
+        print("--profile needs py-spy: .venv/bin/pip install py-spy", file=sys.stderr)
+        return 2
+    fast, skipped = supported_options(daemon_help(), FAST_OPTIONS)
+    print(f"daemon options: {' '.join(fast) or '(none)'}")
+    if skipped:
+        print(f"skipped (this daemon has no such option yet): {' '.join(skipped)}")
+    print("pinning: server on CPU 0, load generator on CPU 1" if pin else "pinning: off")
+    rows = matrix(ns.quick, ns.pair)
+    procs = Processes()
+    results: list[dict[str, Any]] = []
+    started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        with tempfile.TemporaryDirectory(prefix="guessgame-bench-") as tmp:
+            for n, row in enumerate(rows, 1):
+                print(
+                    f"[{n}/{len(rows)}] {row.label}, N={row.players}, range {row.range_text}",
+                    flush=True,
+                )
+                result = run_row(row, ns, fast, procs, Path(tmp))
+                result.update(run=started, options=fast, skipped_options=skipped, pinned=pin)
+                results.append(result)
+                print(
+                    f"  -> {result['guesses_per_s']:.0f} guesses/s, "
+                    f"p99 {result['reply_p99_ms']} ms, {result['errors']} errors",
+                    flush=True,
+                )
+    except KeyboardInterrupt:
+        print("interrupted: stopping everything", file=sys.stderr)
+        return 130
+    finally:
+        procs.stop_all()
+    pair_ratios(results)
+    print()
+    print(format_table(results))
+    write_results(ns.output, results)
+    print(f"\nJSON lines: {ns.output}")
+    return 0
+
+
+def write_results(path: Path, results: Iterable[dict[str, Any]]) -> None:
+    """Write one JSON object a line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for r in results:
+            f.write(json.dumps(r, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

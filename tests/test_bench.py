@@ -1,0 +1,581 @@
+"""The benchmark's own parts: arguments, statistics, the player logic, the report.
+
+No timing is asserted anywhere: the figures depend on the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import loadgen, run
+from bench.ceiling import CeilingFactory
+from guessgame.player import PlayerFactory
+from tests.common import connect, make_game
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# Load generator: arguments.
+
+
+def test_loadgen_defaults() -> None:
+    """Only --port is required; the rest has sensible defaults."""
+    config = loadgen.parse_args(["--port", "4400"])
+    assert (config.host, config.port, config.players) == ("127.0.0.1", 4400, 1000)
+    assert (config.lo, config.hi, config.endless, config.sources) == (1, 30, False, 1)
+    assert config.duration == config.ramp + config.settle + config.window
+
+
+def test_loadgen_range_rate_and_sources() -> None:
+    """--range is read as LO-HI, and 10000 players spread over two source addresses."""
+    config = loadgen.parse_args(
+        ["--port", "1", "--players", "10000", "--rate", "2000", "--range", "1-1000000000"]
+    )
+    assert (config.lo, config.hi) == (1, 1_000_000_000)
+    assert config.ramp == 5.0
+    assert config.sources == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--port", "0"],
+        ["--port", "70000"],
+        ["--port", "1", "--players", "0"],
+        ["--port", "1", "--rate", "-5"],
+        ["--port", "1", "--window", "nan"],
+        ["--port", "1", "--settle", "-1"],
+        ["--port", "1", "--range", "30-1"],
+        ["--port", "1", "--range", "one-two"],
+        ["--port", "1", "--sources", "300"],
+    ],
+)
+def test_loadgen_rejects(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """A wrong command line ends with a usage error, not a traceback."""
+    with pytest.raises(SystemExit) as exc:
+        loadgen.parse_args(argv)
+    assert exc.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_source_addresses() -> None:
+    """One source is the kernel's choice; more are 127.0.0.2 onwards."""
+    assert loadgen.source_addresses(1) == [None]
+    assert loadgen.source_addresses(3) == ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+
+
+# Statistics.
+
+
+def test_percentile_nearest_rank() -> None:
+    """Percentiles are nearest-rank over sorted values."""
+    values = [float(i) for i in range(1, 101)]
+    assert loadgen.percentile(values, 50) == 50.0
+    assert loadgen.percentile(values, 99) == 99.0
+    assert loadgen.percentile(values, 100) == 100.0
+    assert loadgen.percentile(values, 0.1) == 1.0
+    assert loadgen.percentile([7.0], 99) == 7.0
+    assert loadgen.percentile([1.0, 2.0, 3.0], 50) == 2.0
+
+
+@pytest.mark.parametrize(("values", "q"), [([], 50), ([1.0], 0), ([1.0], 101)])
+def test_percentile_rejects(values: list[float], q: float) -> None:
+    """No values, or a percentile outside (0, 100], is an error."""
+    with pytest.raises(ValueError):
+        loadgen.percentile(values, q)
+
+
+def test_summarise_in_milliseconds() -> None:
+    """A summary sorts the durations and gives milliseconds."""
+    summary = loadgen.summarise([0.003, 0.001, 0.002, 0.004])
+    assert summary == {
+        "count": 4,
+        "mean": 2.5,
+        "p50": 2.0,
+        "p90": 4.0,
+        "p99": 4.0,
+        "max": 4.0,
+    }
+
+
+def test_summarise_nothing() -> None:
+    """An empty summary has a zero count and no figures."""
+    assert loadgen.summarise([]) == {
+        "count": 0,
+        "mean": None,
+        "p50": None,
+        "p90": None,
+        "p99": None,
+        "max": None,
+    }
+
+
+# Load generator: one player's logic, on a fake transport.
+
+
+class FakeTransport:
+    """Records what a player writes and whether it aborted."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        """Record a write."""
+        self.written.append(data)
+
+    def abort(self) -> None:
+        """Record the abort."""
+        self.aborted = True
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop that is never run: timers are only registered."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def make_player(
+    loop: asyncio.AbstractEventLoop, *args: str
+) -> tuple[loadgen.LoadGenerator, loadgen.Player, FakeTransport, list[int]]:
+    """A generator, one player connected to a fake transport, and its reconnections."""
+    config = loadgen.parse_args(["--port", "1", "--players", "2", *args])
+    gen = loadgen.LoadGenerator(config, loop, io.StringIO())
+    reconnects: list[int] = []
+    gen.connect = reconnects.append  # type: ignore[method-assign]
+    player = loadgen.Player(gen, 1, 0.0)
+    transport = FakeTransport()
+    player.connection_made(transport)  # type: ignore[arg-type]
+    gen.measuring = True
+    return gen, player, transport, reconnects
+
+
+def feed(player: loadgen.Player, data: bytes) -> None:
+    """Hand ``data`` to the player, then send what it queued (as the loop would)."""
+    player.data_received(data)
+    player.gen.flush()
+
+
+GREETING = b"You are now connected to the server!\r\nPick a number between 1-30\r\n"
+
+
+def test_player_guesses_the_middle_after_the_prompt(loop: asyncio.AbstractEventLoop) -> None:
+    """After the greeting and the prompt the first guess is the middle of the range."""
+    gen, player, transport, _ = make_player(loop)
+    feed(player, GREETING[:10])
+    assert transport.written == []
+    feed(player, GREETING[10:])
+    assert transport.written == [b"15\n"]
+    assert len(gen.prompt_times) == 1
+
+
+def test_guesses_wait_for_the_flush(loop: asyncio.AbstractEventLoop) -> None:
+    """Guesses go out together after the reads; a player gone by then sends nothing."""
+    gen, player, transport, _ = make_player(loop)
+    player.data_received(GREETING)
+    assert transport.written == []
+    gen.flush()
+    assert transport.written == [b"15\n"]
+    player.data_received(b"Too low! Pick a number between 1-30\r\n")
+    player.connection_lost(None)
+    gen.flush()
+    assert transport.written == [b"15\n"]
+
+
+def test_player_binary_search(loop: asyncio.AbstractEventLoop) -> None:
+    """Too low and too high narrow the search; every reply is timed."""
+    gen, player, transport, _ = make_player(loop)
+    feed(player, GREETING)
+    feed(player, b"Too low! Pick a number between 1-30\r\n")
+    feed(player, b"Too high! Pick a number between 1-30\r\n")
+    assert transport.written == [b"15\n", b"23\n", b"19\n"]
+    assert len(gen.latencies) == 2
+    assert gen.errors == {}
+
+
+def test_round_notice_restarts_the_search(loop: asyncio.AbstractEventLoop) -> None:
+    """A round notice is no reply: the search restarts and the owed reply still counts."""
+    gen, player, transport, _ = make_player(loop)
+    feed(player, GREETING)
+    feed(player, b"Too low! Pick a number between 1-30\r\n")  # 16-30, guessed 23
+    feed(
+        player, b"*** player9 won the round with 20. A new number between 1-30 has been picked.\r\n"
+    )
+    assert transport.written == [b"15\n", b"23\n"]  # still one guess outstanding
+    feed(player, b"Too high! Pick a number between 1-30\r\n")  # new round: 1-22
+    assert transport.written[-1] == b"11\n"
+    assert (gen.notices, len(gen.latencies), gen.errors) == (1, 2, {})
+
+
+def test_win_reconnects_when_the_server_closes(loop: asyncio.AbstractEventLoop) -> None:
+    """Correct! is a timed reply and a win; the close that follows is no error."""
+    gen, player, _, reconnects = make_player(loop)
+    feed(player, GREETING)
+    feed(player, b"Correct! The number was 15. You won in 1 guess!\r\n")
+    player.connection_lost(None)
+    assert (gen.wins, len(gen.latencies), gen.errors, reconnects) == (1, 1, {}, [1])
+
+
+@pytest.mark.parametrize(("exc", "kind"), [(None, "closed"), (ConnectionResetError(), "reset")])
+def test_lost_connection_is_an_error(
+    loop: asyncio.AbstractEventLoop, exc: Exception | None, kind: str
+) -> None:
+    """A connection lost before a win counts as an error of its kind."""
+    gen, player, _, _ = make_player(loop)
+    feed(player, GREETING)
+    player.connection_lost(exc)
+    assert gen.errors == {kind: 1}
+
+
+def test_unexpected_line_is_an_error(loop: asyncio.AbstractEventLoop) -> None:
+    """A line that is neither a reply nor a notice counts, and the player drops out."""
+    gen, player, transport, _ = make_player(loop)
+    feed(player, GREETING)
+    feed(player, b"Pick a number between 1-30\r\nToo low! Pick a number between 1-30\r\n")
+    assert gen.errors == {"unexpected": 1}
+    assert gen.examples == ["Pick a number between 1-30"]
+    assert transport.aborted
+    assert transport.written == [b"15\n"]
+
+
+def test_greeting_must_come_first(loop: asyncio.AbstractEventLoop) -> None:
+    """A prompt without the greeting before it is unexpected."""
+    gen, player, _, _ = make_player(loop)
+    feed(player, b"Pick a number between 1-30\r\n")
+    assert gen.errors == {"unexpected": 1}
+
+
+@pytest.mark.parametrize(("endless", "errors"), [(True, {}), (False, {"inconsistent": 1})])
+def test_search_running_out(
+    loop: asyncio.AbstractEventLoop, endless: bool, errors: dict[str, int]
+) -> None:
+    """Against the ceiling (--endless) a search that runs out starts over quietly."""
+    gen, player, transport, _ = make_player(loop, *(["--endless"] if endless else []))
+    feed(player, GREETING)
+    for _ in range(5):  # 15, 23, 27, 29, 30: every one too low
+        feed(player, b"Too low! Pick a number between 1-30\r\n")
+    assert transport.written[-1] == b"15\n"
+    assert gen.errors == errors
+
+
+def test_timeout(loop: asyncio.AbstractEventLoop) -> None:
+    """A reply owed for longer than --reply-timeout is a timeout error."""
+    gen, player, transport, _ = make_player(loop, "--reply-timeout", "5")
+    gen.players[1] = player
+    feed(player, GREETING)
+    gen._tick()
+    assert gen.errors == {}
+    player.since -= 6
+    gen._tick()
+    assert gen.errors == {"timeout": 1}
+    assert transport.aborted
+    assert "playing" in gen.out.getvalue()
+
+
+def test_result(loop: asyncio.AbstractEventLoop) -> None:
+    """The result has the rate over the window and the error total."""
+    gen, _, _, _ = make_player(loop)
+    gen.latencies = [0.001] * 50
+    gen.window_start, gen.window_end = 100.0, 110.0
+    gen.errors = {"refused": 2, "timeout": 1}
+    result = gen.result()
+    assert result["guesses_per_s"] == 5.0
+    assert result["errors"] == 3
+    assert result["reply_ms"]["p99"] == 1.0
+    json.dumps(result)
+
+
+# The ceiling.
+
+
+def test_ceiling_sends_the_daemons_bytes() -> None:
+    """The ceiling's greeting and reply are byte for byte the daemon's."""
+    game = make_game(lo=1, hi=1_000_000_000)
+    daemon = connect(PlayerFactory(game))
+    ceiling = connect(CeilingFactory(1, 1_000_000_000))
+    assert ceiling.transport.value() == daemon.transport.value()
+    ceiling.transport.clear()
+    assert ceiling.send(b"5\n7\r\n") == ["Too low! Pick a number between 1-1000000000"] * 2
+    assert PlayerFactory(game).too_low.encode() + b"\r\n" == CeilingFactory(1, 1000000000).reply
+
+
+# The driver.
+
+
+def test_driver_arguments() -> None:
+    """The driver defaults to the full matrix with 10 s windows."""
+    ns = run.parse_args([])
+    assert (ns.quick, ns.window, ns.settle, ns.no_pin) == (False, 10.0, 2.0, False)
+    assert run.parse_args(["--quick", "--window", "3"]).window == 3.0
+    with pytest.raises(SystemExit):
+        run.parse_args(["--window", "0"])
+
+
+def test_matrix() -> None:
+    """Quick is the N=1000 pair; full has four pairs and the default-wait row."""
+    quick = run.matrix(quick=True)
+    assert [(r.server, r.players, r.range_text) for r in quick] == [
+        ("ceiling", 1000, "1-1000000000"),
+        ("daemon", 1000, "1-1000000000"),
+    ]
+    full = run.matrix(quick=False)
+    assert len(full) == 9
+    assert [r.players for r in full[:8:2]] == [100, 1000, 10000, 1000]
+    assert all(
+        a.server == "ceiling" and b.server == "daemon"
+        for a, b in zip(*[iter(full[:8])] * 2, strict=True)
+    )
+    assert full[-1].default_wait and full[-1].range_text == "1-30"
+    chosen = run.matrix(quick=False, pairs=[(50, (1, 30))])
+    assert [(r.server, r.players, r.range_text) for r in chosen] == [
+        ("ceiling", 50, "1-30"),
+        ("daemon", 50, "1-30"),
+    ]
+
+
+def test_pair_option() -> None:
+    """--pair N:LO-HI picks the pairs to run; a malformed one is a usage error."""
+    ns = run.parse_args(["--pair", "1000:1-30", "--pair", "10:5-9"])
+    assert ns.pair == [(1000, (1, 30)), (10, (5, 9))]
+    for bad in ("1000", "x:1-30", "0:1-30", "10:30-1"):
+        with pytest.raises(SystemExit):
+            run.parse_args(["--pair", bad])
+
+
+HELP = """Usage: twistd [options] guessgame [options]
+Options:
+      --admin=             Endpoint the administrator connects to.
+      --max-players=       At most this many players (0: no limit). [default: 10000]
+      --classic-wait=      Seconds to wait for a classic Hello. [default: 0.1]
+      --max-line=          Longest line accepted.
+"""
+
+
+def test_supported_options() -> None:
+    """Options the daemon lists are passed; the others are named as skipped."""
+    passed, skipped = run.supported_options(HELP, run.FAST_OPTIONS)
+    assert passed == ["--max-players", "0", "--classic-wait", "0"]
+    assert skipped == ["--max-per-ip", "--max-rate"]
+
+
+def test_server_commands() -> None:
+    """The daemon gets the fast options, except the wait in the default-wait row."""
+    fast = ["--max-players", "0", "--classic-wait", "0"]
+    daemon = run.server_command(run.Row("daemon", 100, 1, 30), fast, pin=True)
+    assert daemon[:3] == ["taskset", "-c", "0"]
+    assert daemon[-6:] == ["--range", "1-30", "--max-players", "0", "--classic-wait", "0"]
+    assert "-n" in daemon and "--pidfile=" in daemon
+    waiting = run.server_command(run.Row("daemon", 100, 1, 30, default_wait=True), fast, False)
+    assert waiting[-4:] == ["--range", "1-30", "--max-players", "0"]
+    ceiling = run.server_command(run.Row("ceiling", 100, 1, 30), fast, pin=False)
+    assert ceiling[1:3] == ["-m", "bench.ceiling"] and "--max-players" not in ceiling
+
+
+@pytest.mark.parametrize(
+    ("text", "port"),
+    [
+        (
+            "2026-11-26T10:09:06+0000 [guessgame.tap#info] player port listening on "
+            "127.0.0.1:45905\n",
+            45905,
+        ),
+        ("player port listening on [::1]:4400\n", 4400),
+        ("admin port listening on 127.0.0.1:4401\n", None),
+        ("", None),
+    ],
+)
+def test_listening_port(text: str, port: int | None) -> None:
+    """The player port is read from the log line the daemon and the ceiling print."""
+    assert run.listening_port(text) == port
+
+
+def test_parse_proc() -> None:
+    """CPU ticks are utime + stime; RSS is VmRSS in KB."""
+    stat = "1234 (twistd (x) y) S 1 1234 1234 0 -1 4194560 9000 0 0 0 250 50 0 0 20 0 1 0\n"
+    assert run.parse_proc_stat(stat) == 300
+    assert run.parse_rss_kb("Name:\ttwistd\nVmRSS:\t   35196 kB\nThreads: 1\n") == 35196
+    with pytest.raises(ValueError):
+        run.parse_rss_kb("Name:\tzombie\n")
+
+
+def test_cpu_percent() -> None:
+    """CPU % is the ticks used between the samples nearest the window's ends."""
+    samples = [run.Sample(at, ticks, 1000) for at, ticks in [(0, 0), (1, 50), (3, 150), (9, 999)]]
+    assert run.cpu_percent(samples, 0.5, 3.5, tick=100) == 50.0
+    assert run.cpu_percent(samples, 0.5, 1.5, tick=100) is None
+
+
+def test_memory_and_cost() -> None:
+    """KB per connection is the growth over idle shared out; never negative."""
+    assert run.kb_per_connection(45_000, 35_000, 1000) == 10.0
+    assert run.kb_per_connection(30_000, 35_000, 1000) == 0.0
+    assert run.us_per_guess(50.0, 25_000) == 20.0
+    assert run.us_per_guess(None, 25_000) is None
+
+
+def result(server: str, players: int, gps: float, p99: float, **extra: Any) -> dict[str, Any]:
+    """A driver result with the fields the report reads."""
+    return {
+        "server": server,
+        "label": server,
+        "players": players,
+        "range": "1-30",
+        "guesses_per_s": gps,
+        "reply_p50_ms": p99 / 2,
+        "reply_p99_ms": p99,
+        "prompt_p50_ms": 1.0,
+        "prompt_p99_ms": 2.0,
+        "peak_rss_kb": 40960,
+        "kb_per_connection": 2.5,
+        "server_cpu_percent": 99.0,
+        "server_us_per_guess": 19.8,
+        "loadgen_cpu_percent": 60.0,
+        "errors": 0,
+        **extra,
+    }
+
+
+def test_pair_ratios() -> None:
+    """A daemon row is compared with the ceiling row of the same N only."""
+    rows = [
+        result("ceiling", 100, 10_000, 4.0, server_us_per_guess=12.0),
+        result("daemon", 100, 9_000, 5.0, server_us_per_guess=15.0),
+        result("ceiling", 1000, 20_000, 4.0),
+        result("daemon", 10, 9_000, 5.0),
+        result("daemon", 100, 9_000, 5.0, default_wait=True),
+    ]
+    run.pair_ratios(rows)
+    assert (rows[1]["ratio"], rows[1]["p99_ratio"], rows[1]["cost_ratio"]) == (0.9, 1.25, 0.8)
+    assert not {"ratio", "p99_ratio", "cost_ratio"} & (rows[0].keys() | rows[3].keys())
+    assert "ratio" not in rows[4]
+
+
+@pytest.mark.parametrize(
+    ("server", "load", "by"),
+    [
+        (99.0, 50.0, "server"),
+        (95.0, 99.0, "server"),
+        (70.0, 90.0, "loadgen"),
+        (70.0, 60.0, "unclear"),
+        (None, None, "unclear"),
+    ],
+)
+def test_limited_by(server: float | None, load: float | None, by: str) -> None:
+    """A busy server set the pace; an idle server with a busy generator did not."""
+    row = result("ceiling", 10, 1.0, 1.0, server_cpu_percent=server, loadgen_cpu_percent=load)
+    assert run.limited_by(row) == by
+
+
+def test_format_table() -> None:
+    """One header, a rule, one aligned line a row; missing figures show as -."""
+    rows = [result("ceiling", 1000, 20_000, 4.0), result("daemon", 1000, 18_000, 4.4)]
+    run.pair_ratios(rows)
+    rows[1]["server_cpu_percent"] = None
+    lines = run.format_table(rows).splitlines()
+    assert len(lines) == 4
+    assert lines[0].split()[:3] == ["server", "N", "range"]
+    assert set(lines[1]) == {"-", " "}
+    assert len({len(line) for line in lines[:2]}) == 1
+    assert lines[2].split()[:4] == ["ceiling", "1000", "1-30", "20000"]
+    assert lines[2].split()[-3:] == ["-", "-", "-"]
+    assert lines[3].split()[-3:] == ["0.90x", "1.10x", "1.00x"]
+    assert " - " in lines[3]
+
+
+def test_format_table_marks_loadgen_bound_rows() -> None:
+    """A row the load generator limited gets a star and the table a footnote."""
+    row = result("ceiling", 100, 20_000, 4.0, server_cpu_percent=60.0, loadgen_cpu_percent=95.0)
+    lines = run.format_table([row]).splitlines()
+    assert lines[2].split()[3] == "20000*"
+    assert lines[-1] == run.FOOTNOTE
+
+
+PROFILE = """\
+run (twisted/app.py:10);doRead (twisted/internet/tcp.py:278) 6
+run (twisted/app.py:10);doRead (twisted/internet/tcp.py:285);lineReceived (guessgame/player.py:90) 3
+run (twisted/app.py:10);doRead (twisted/internet/tcp.py:285);lineReceived (guessgame/player.py:97) 2
+run (twisted/app.py:10);lineReceived (guessgame/player.py:97);write (twisted/abstract.py:400) 4
+run (twisted/app.py:10);guess (guessgame/game.py:5);__init__ (<string>:3) 5
+not a stack line
+"""
+
+
+def test_summarise_profile() -> None:
+    """Self time is added up per function; the game's share stops at Twisted frames."""
+    ranked, game = run.summarise_profile(PROFILE, top=3)
+    assert ranked == [
+        (30.0, "doRead (twisted/internet/tcp.py)"),
+        (25.0, "lineReceived (guessgame/player.py)"),
+        (25.0, "__init__ (<string>)"),
+    ]
+    assert game == 50.0
+    assert run.summarise_profile("") == ([], 0.0)
+
+
+def test_write_results(tmp_path: Path) -> None:
+    """One JSON object a line, read back as written."""
+    rows = [result("ceiling", 10, 1.0, 1.0), result("daemon", 10, 1.0, 1.0)]
+    path = tmp_path / "out" / "results.jsonl"
+    run.write_results(path, rows)
+    assert [json.loads(line) for line in path.read_text().splitlines()] == rows
+
+
+# End to end: the load generator against the real ceiling, briefly.
+
+
+def test_loadgen_against_the_ceiling() -> None:
+    """A short run against the ceiling plays without errors and stops by itself."""
+    ceiling = subprocess.Popen(
+        [sys.executable, "-m", "bench.ceiling", "--range", "1-30"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert ceiling.stdout is not None
+        port = run.listening_port(ceiling.stdout.readline())
+        assert port is not None
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.loadgen",
+                "--port",
+                str(port),
+                "--players",
+                "5",
+                "--range",
+                "1-30",
+                "--endless",
+                "--settle",
+                "0",
+                "--window",
+                "0.5",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+    finally:
+        ceiling.terminate()
+        ceiling.wait(10)
+        if ceiling.stdout is not None:
+            ceiling.stdout.close()
+    measured = json.loads(done.stdout)
+    assert measured["errors"] == 0, measured
+    assert measured["guesses"] > 0
+    assert measured["prompt_ms"]["count"] == 5
