@@ -11,10 +11,11 @@ game with a `task.Clock` and a seeded `random.Random`.
 from __future__ import annotations
 
 import enum
+import heapq
 import random
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -160,13 +161,13 @@ class GuessResult(enum.Enum):
     CORRECT = "correct"
 
 
-@dataclass(frozen=True, slots=True)
-class GuessOutcome:
+class GuessOutcome(NamedTuple):
     """The answer to one valid guess.
 
     For a win, ``saved`` fires once the win is durable: the player is told
     ``Correct!`` only then.  ``guesses`` counts this round's valid guesses,
-    the winning one included.
+    the winning one included.  (A named tuple: one is made per guess, and
+    it is the cheapest record Python has.)
     """
 
     result: GuessResult
@@ -195,6 +196,11 @@ class Player:
     own_secret: bool
     secret: int = 0
     guesses: int = 0
+
+
+def _rank(entry: LeaderboardEntry) -> tuple[int, int, str, str]:
+    """Leaderboard order: most wins, then best, then name."""
+    return (-entry.wins, entry.best, entry.name.lower(), entry.name)
 
 
 class Game(Service):
@@ -438,10 +444,12 @@ class Game(Service):
 
     def leaderboard(self, limit: int | None = None) -> list[LeaderboardEntry]:
         """The leaderboard: most wins first, then best, then name."""
-        ordered = sorted(
-            self._leaderboard.values(), key=lambda e: (-e.wins, e.best, e.name.lower(), e.name)
-        )
-        return ordered if limit is None else ordered[:limit]
+        entries = self._leaderboard.values()
+        if limit is None:
+            return sorted(entries, key=_rank)
+        # The board keeps every name that ever won: take the top without
+        # sorting all of it.
+        return heapq.nsmallest(limit, entries, key=_rank)
 
     def stats(self) -> dict[str, int | str]:
         """Counters for the administrator's ``stats``, in their wire order."""

@@ -77,20 +77,19 @@ class MemoryStore:
     failing = False
 
     def __init__(self) -> None:
-        self._snapshot = Snapshot()
+        self._counters = Counters()
+        self._board: dict[str, LeaderboardEntry] = {}
 
     def load(self) -> Snapshot:
-        """Return the (initially empty) state."""
-        return self._snapshot
+        """Return the state so far (empty in a new process)."""
+        return Snapshot(self._counters, list(self._board.values()))
 
     def sequences_advanced(self) -> None:
         """Nothing outlives the process, so nothing to reserve."""
 
     def record_win(self, entry: LeaderboardEntry) -> defer.Deferred[None]:
         """Remember ``entry``; already durable as far as memory goes."""
-        board = self._snapshot.leaderboard
-        board[:] = [e for e in board if e.name.lower() != entry.name.lower()]
-        board.append(entry)
+        self._board[entry.name.lower()] = entry
         return defer.succeed(None)
 
     def close(self) -> defer.Deferred[None]:
