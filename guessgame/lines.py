@@ -72,6 +72,7 @@ class GuardedLineReceiver(LineReceiver):
         # the text itself is checked in lineReceived.
         self.MAX_LENGTH = max_line + 1
         self._telnet = TelnetFilter()
+        self._holds: set[str] = set()
 
     # What subclasses define.
 
@@ -93,10 +94,30 @@ class GuardedLineReceiver(LineReceiver):
         """Send one line of text, CRLF-terminated."""
         self.transport.write(encode_line(text))
 
+    # Reading.
+
+    def hold(self, why: str) -> None:
+        """Stop reading (and handling buffered lines) until ``why`` is released.
+
+        Several reasons can hold a connection at once (a rate limit, a win
+        being saved); reading resumes when the last is released.
+        """
+        if not self._holds:
+            self.pauseProducing()
+        self._holds.add(why)
+
+    def release(self, why: str) -> None:
+        """Drop one reason to hold; read again when none is left."""
+        self._holds.discard(why)
+        if not self._holds and self.paused and not self.transport.disconnecting:
+            self.resumeProducing()
+
     # Framing.
 
     def dataReceived(self, data: bytes) -> None:
         """Filter telnet commands, frame lines, and enforce the line limit."""
+        if self.transport.disconnecting:
+            return  # closing: what arrives now gets no answer
         filtered = self._telnet.feed(data)
         if filtered.reply:
             self.transport.write(filtered.reply)
