@@ -118,20 +118,21 @@ class GuardedLineReceiver(LineReceiver):
         """Filter telnet commands, frame lines, and enforce the line limit."""
         if self.transport.disconnecting:
             return  # closing: what arrives now gets no answer
-        filtered = self._telnet.feed(data)
-        if filtered.reply:
-            self.transport.write(filtered.reply)
-        super().dataReceived(filtered.data)
-        if self.transport.disconnecting:
-            return
-        if filtered.interrupt:
-            self.interrupted()
-            return
-        buffered = self._buffer
-        if len(buffered) >= self.max_line:
-            unterminated = len(buffered) - buffered.rfind(b"\n") - 1
-            if unterminated >= self.max_line:
-                self.lineLengthExceeded(buffered)
+        for part in self._telnet.feed(data):
+            super().dataReceived(part.data)
+            if self.transport.disconnecting:
+                return
+            buffered = self._buffer
+            if len(buffered) >= self.max_line:
+                unterminated = len(buffered) - buffered.rfind(b"\n") - 1
+                if unterminated >= self.max_line:
+                    self.lineLengthExceeded(buffered)
+                    return
+            if part.reply:
+                self.transport.write(part.reply)
+            if part.interrupt:
+                self.interrupted()
+                return
 
     def lineReceived(self, line: bytes) -> None:
         """Decode and strip one line, then pass it on."""

@@ -45,13 +45,18 @@ class TelnetFilter:
         self._sb_left = 0
         self._cap = subnegotiation_cap
 
-    def feed(self, chunk: bytes) -> Filtered:
-        """Filter one chunk; sequences split across chunks are handled."""
+    def feed(self, chunk: bytes) -> list[Filtered]:
+        """Filter one chunk into parts, in stream order.
+
+        Each part's data comes before its reply, so negotiation answers
+        keep their place among the line replies.  An interrupt ends the
+        last part, and what followed it in the chunk is dropped: the
+        session is over.  Sequences split across chunks are handled.
+        """
         if self._state == _DATA and b"\xff" not in chunk:
-            return Filtered(chunk)
+            return [Filtered(chunk)]
+        parts: list[Filtered] = []
         data = bytearray()
-        reply = bytearray()
-        interrupt = False
         state = self._state
         for byte in chunk:
             if state == _DATA:
@@ -69,16 +74,21 @@ class TelnetFilter:
                 elif byte == SB:
                     self._sb_left = self._cap
                     state = _SB
+                elif byte in (IP, AO):
+                    # Ctrl-C: the rest of the chunk is never read.
+                    self._state = _DATA
+                    parts.append(Filtered(bytes(data), interrupt=True))
+                    return parts
                 else:
-                    # IP and AO end the session; NOP, AYT, GA and the rest
-                    # carry nothing for a line game.
-                    interrupt = interrupt or byte in (IP, AO)
+                    # NOP, AYT, GA and the rest carry nothing for a line game.
                     state = _DATA
             elif state == _OPTION:
                 if self._verb == DO:
-                    reply += bytes((IAC, WONT, byte))
+                    parts.append(Filtered(bytes(data), bytes((IAC, WONT, byte))))
+                    data.clear()
                 elif self._verb == WILL:
-                    reply += bytes((IAC, DONT, byte))
+                    parts.append(Filtered(bytes(data), bytes((IAC, DONT, byte))))
+                    data.clear()
                 state = _DATA
             else:  # inside subnegotiation: skipped, within the cap
                 self._sb_left -= 1
@@ -90,4 +100,6 @@ class TelnetFilter:
                     # A runaway subnegotiation: stop skipping, read data again.
                     state = _DATA
         self._state = state
-        return Filtered(bytes(data), bytes(reply), interrupt)
+        if data or not parts:
+            parts.append(Filtered(bytes(data)))
+        return parts
