@@ -117,9 +117,7 @@ class Peer:
         self.proto.connectionLost(protocol.connectionDone)
 
 
-def connect(
-    factory: protocol.Factory[Any], host: str = "127.0.0.1", port: int = 50000
-) -> Peer:
+def connect(factory: protocol.Factory[Any], host: str = "127.0.0.1", port: int = 50000) -> Peer:
     """Build a protocol from ``factory`` and connect it to a StringTransport."""
     addr = IPv4Address("TCP", host, port)
     proto = factory.buildProtocol(addr)
