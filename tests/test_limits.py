@@ -358,3 +358,48 @@ def test_raise_open_file_limit_reaches_the_hard_limit() -> None:
         assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, hard - 1), hard))
+
+
+def test_wrong_admin_token_is_logged_with_the_peer_address() -> None:
+    """A wrong token gets ERR bad token, a close, and a log line naming the peer."""
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    seen: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        peer = connect(AdminFactory(make_game(), token="right"), "127.0.0.9", 40001)
+        assert peer.send(b"Admin-Greetings wrong\r\n") == ["ERR bad token"]
+        assert peer.closed
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    assert "administrator 127.0.0.9:40001: bad token" in [formatEvent(e) for e in seen]
+
+
+def test_slow_sender_is_reaped_by_the_idle_timeout() -> None:
+    """One byte a second never completes a line: warned, closed, its buffer never grows past it."""
+    peer, clock, _ = idle_peer(60)
+    largest = 0
+    for _ in range(60):
+        peer.proto.dataReceived(b"7")
+        largest = max(largest, len(peer.proto._buffer))
+        clock.advance(1)
+    assert peer.read() == [warning(30), "*** Idle for too long. Goodbye!"]
+    assert peer.closed
+    assert largest <= 60
+
+
+def test_admin_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The token check goes through hmac.compare_digest."""
+    import hmac
+
+    calls: list[tuple[bytes, bytes]] = []
+    original = hmac.compare_digest
+
+    def compare(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return original(a, b)
+
+    monkeypatch.setattr("guessgame.admin.hmac.compare_digest", compare)
+    peer = connect(AdminFactory(make_game(), token="right"))
+    assert peer.send(b"Admin-Greetings right\r\n") == ["OK Admin-Greetings, 0 players online"]
+    assert calls == [(b"right", b"right")]
