@@ -20,6 +20,7 @@ or no reply within ``--reply-timeout`` seconds.  Not part of ``make test``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
@@ -31,7 +32,7 @@ import time
 from collections import deque
 from typing import Any
 
-from twisted.internet import defer, endpoints, protocol, task
+from twisted.internet import defer, endpoints, protocol, task, utils
 from twisted.internet.interfaces import IPushProducer
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
@@ -55,6 +56,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--think", type=float, default=1.0, help="honest think time, seconds")
     parser.add_argument("--reply-timeout", type=float, default=10, help="seconds")
     parser.add_argument("--port", type=int, default=4500, help="player port (admin: +1)")
+    parser.add_argument(
+        "--only-honest",
+        action="store_true",
+        help="internal: run just the honest players and print their results as JSON",
+    )
     return parser.parse_args(argv)
 
 
@@ -337,41 +343,59 @@ def soak(reactor: Any, args: argparse.Namespace, daemon: subprocess.Popen[bytes]
     sampler = task.LoopingCall(sample)
     sampler.clock = reactor
     sampler.start(1.0)
-    until = time.monotonic() + args.duration
+    began = time.monotonic()
     cpu_before = cpu_seconds(daemon.pid), time.process_time()
     flood_lines_before = stats["flood_lines"]
-    players = [Honest(i, args.port, args, reactor) for i in range(args.honest)]
-    yield defer.gatherResults([p.play(until) for p in players], consumeErrors=True)
+    # The honest players run in a process of their own, so their reply
+    # times are the daemon's and not this crowd's event loop.
+    out, err, code = yield utils.getProcessOutputAndValue(
+        sys.executable,
+        [
+            __file__,
+            "--only-honest",
+            f"--honest={args.honest}",
+            f"--duration={args.duration}",
+            f"--think={args.think}",
+            f"--reply-timeout={args.reply_timeout}",
+            f"--port={args.port}",
+        ],
+        env=dict(os.environ),
+        reactor=reactor,
+    )
+    if code != 0:
+        print(err.decode(errors="replace"))
+    results = json.loads(out) if code == 0 else {"times": [], "errors": ["honest players died"]}
     sampler.stop()
     sample()
 
     flood_bytes = stats["flood_bytes"]
     flood_lines = stats["flood_lines"] - flood_lines_before
+    elapsed = time.monotonic() - began
     daemon_cpu = cpu_seconds(daemon.pid) - cpu_before[0]
     own_cpu = time.process_time() - cpu_before[1]
     for h in held:
         if h.open:
             h.transport.abortConnection()
-    times = [t for p in players for t in p.times]
-    errors = [e for p in players for e in p.errors]
+    times: list[float] = results["times"]
+    errors: list[str] = results["errors"]
     memory = memory_kib(daemon.pid)
     print(
-        f"honest players: {len(players)}, replies: {len(times)}, wins: "
-        f"{sum(p.wins for p in players)}, errors: {len(errors)}"
+        f"honest players: {args.honest}, replies: {len(times)}, wins: "
+        f"{results.get('wins', 0)}, errors: {len(errors)}"
     )
     if times:
         print(
             f"honest reply time: p50 {percentile(times, 0.5) * 1000:.1f} ms, "
             f"p99 {percentile(times, 0.99) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms"
         )
-    per_flooder = flood_lines / max(1, len(flooders)) / args.duration
+    per_flooder = flood_lines / max(1, len(flooders)) / elapsed
     print(
         f"flooders: {len(flooders)} wrote {flood_bytes / 1e6:.0f} MB of garbage into their "
         f"sockets; the daemon answered {flood_lines} lines ({per_flooder:.0f} a second each)"
     )
     print(f"held connections lost during the run: {stats['held_lost']}")
     print(
-        f"CPU over the {args.duration:.0f} s: daemon {daemon_cpu:.1f} s, "
+        f"CPU over the {elapsed:.0f} s: daemon {daemon_cpu:.1f} s, "
         f"this load generator {own_cpu:.1f} s"
     )
     print(
@@ -385,9 +409,25 @@ def soak(reactor: Any, args: argparse.Namespace, daemon: subprocess.Popen[bytes]
     return 0 if ok else 1
 
 
+@defer.inlineCallbacks
+def honest_only(reactor: Any, args: argparse.Namespace) -> Any:
+    """Play as the honest players for the duration; print their results as JSON."""
+    until = time.monotonic() + args.duration
+    players = [Honest(i, args.port, args, reactor) for i in range(args.honest)]
+    yield defer.gatherResults([p.play(until) for p in players], consumeErrors=True)
+    results = {
+        "times": [t for p in players for t in p.times],
+        "errors": [e for p in players for e in p.errors],
+        "wins": sum(p.wins for p in players),
+    }
+    sys.stdout.write(json.dumps(results))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the soak; 0 when no honest player saw an error."""
     args = parse_args(argv)
+    if args.only_honest:
+        task.react(lambda reactor: honest_only(reactor, args))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -12,10 +12,11 @@ says when a limit hits it:
   an idle close and an output overflow look like on the wire.
 - `OutputCap`: the push producer behind the output cap.
 
-The per-line cost is kept small on purpose: the idle timeout records the
-time of the last line and one timer per connection looks at it when it
-fires, and the rate limit is one comparison (a "theoretical arrival time"
-token bucket) unless the connection is over its budget.
+The per-line cost is kept small on purpose: the idle timeout notes the
+time of each packet that completes a line and one timer per connection
+looks at it when it fires, and the rate limit, only where there is one, is
+a clock read and one comparison a line (a token bucket kept as the time it
+would be full again) unless the connection is over its budget.
 """
 
 from __future__ import annotations
@@ -186,6 +187,9 @@ class LimitedLineReceiver(GuardedLineReceiver):
         self._refill = max(1.0, rate / 4) * self._interval
         self._full_at = 0.0
         self._rate_call: IDelayedCall | None = None
+        if rate:
+            # Only a connection with a rate limit pays for it, line by line.
+            self.lineReceived = self._rate_limited_line  # type: ignore[method-assign]
         self._linger: IDelayedCall | None = None
 
     # What subclasses define.
@@ -229,19 +233,23 @@ class LimitedLineReceiver(GuardedLineReceiver):
         if self._linger is None:
             self._linger = self.clock.callLater(CLOSE_GRACE, self.transport.abortConnection)
 
-    # Per line: keep this cheap.
+    # Per chunk and per line: keep these cheap.
 
-    def lineReceived(self, line: bytes) -> None:
-        """Note the time for the idle timer and spend a token, then handle the line."""
-        now = self.last_line = self._now()
-        interval = self._interval
-        if interval:
-            full_at = self._full_at
-            full_at = (full_at if full_at > now else now) + interval
-            self._full_at = full_at
-            if full_at - now > self._empty_ahead:
-                self._throttle(full_at - now)
-        super().lineReceived(line)
+    def dataReceived(self, data: bytes) -> None:
+        """Note when a line was completed, for the idle timer; then frame lines."""
+        if b"\n" in data:
+            self.last_line = self._now()
+        super().dataReceived(data)
+
+    def _rate_limited_line(self, line: bytes) -> None:
+        """``lineReceived`` when there is a rate limit: spend a token first."""
+        now = self._now()
+        full_at = self._full_at
+        full_at = (full_at if full_at > now else now) + self._interval
+        self._full_at = full_at
+        if full_at - now > self._empty_ahead:
+            self._throttle(full_at - now)
+        GuardedLineReceiver.lineReceived(self, line)
 
     # Rate limit.
 
