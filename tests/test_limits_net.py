@@ -99,7 +99,11 @@ def test_idle_timeout_over_loopback() -> Iterator[Any]:
     """A silent client is warned at half a short timeout, then told goodbye and closed."""
     game = Game(reactor(), lo=1, hi=30)
     game.startService()
-    factory = PlayerFactory(game, limits=Limits(idle_timeout=0.6))
+    # With every other limit on too: closing must work with the output cap's
+    # producer registered on the transport.
+    factory = PlayerFactory(
+        game, limits=Limits(idle_timeout=0.6, max_rate=100, max_output=65536, max_per_ip=20)
+    )
     port = yield listen(factory)
     try:
         client = yield open_client(port.getHost().port)
@@ -112,6 +116,28 @@ def test_idle_timeout_over_loopback() -> Iterator[Any]:
         yield client.lost.addTimeout(5, reactor())
         assert 0.5 < time.monotonic() - started < 3
         assert game.players == {}
+    finally:
+        yield port.stopListening()
+        yield game.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_flood_is_slowed_not_dropped() -> Iterator[Any]:
+    """A flood over TCP is read at --max-rate: every line is answered, later."""
+    game = Game(reactor(), lo=1, hi=30)
+    game.startService()
+    port = yield listen(PlayerFactory(game, limits=Limits(max_rate=200, max_output=1 << 20)))
+    try:
+        client = yield open_client(port.getHost().port)
+        assert (yield greeted(client)) == GREETING
+        started = time.monotonic()
+        client.transport.write(b"flood\n" * 500)
+        for _ in range(500):
+            assert (yield client.next_line()) == "Pick a number between 1-30"
+        elapsed = time.monotonic() - started
+        # A burst of 200, then 300 more at 200 a second.
+        assert 1.2 < elapsed < 5
+        yield client.close()
     finally:
         yield port.stopListening()
         yield game.stopService()
