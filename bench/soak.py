@@ -325,7 +325,8 @@ def soak(reactor: Any, args: argparse.Namespace, daemon: subprocess.Popen[bytes]
         stats["held_failed"] += sum(1 for ok, _ in results if not ok)
     print(
         f"held {stats['held_open']} connections in {time.monotonic() - started:.1f} s "
-        f"({stats['held_failed']} failed); daemon {memory_kib(daemon.pid)} KiB",
+        f"({stats['held_failed']} failed); daemon RSS "
+        f"{memory_kib(daemon.pid)['VmRSS'] / 1024:.1f} MiB",
         flush=True,
     )
     rng = random.Random(7)
