@@ -89,6 +89,16 @@ class AdminProtocol(GuardedLineReceiver):
         """The administrator's ``HOST:PORT``."""
         return format_address(self.transport.getPeer())
 
+    def connectionMade(self) -> None:
+        """Turn on TCP keepalive, so an administrator that vanished frees its slot.
+
+        Admin connections have no idle timeout and no output cap (a ``who``
+        of thousands of players is large).
+        """
+        set_keepalive = getattr(self.transport, "setTcpKeepAlive", None)
+        if set_keepalive is not None:
+            set_keepalive(1)
+
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         """Stop receiving events and free the administrator slot."""
         if self.authenticated:

@@ -74,6 +74,7 @@ class GuardedLineReceiver(LineReceiver):
         # the text itself is checked in lineReceived.
         self.MAX_LENGTH = max_line + 1
         self._telnet = TelnetFilter()
+        self._holds: set[str] = set()
 
     # What subclasses define.
 
@@ -95,24 +96,45 @@ class GuardedLineReceiver(LineReceiver):
         """Send one line of text, CRLF-terminated."""
         self.transport.write(encode_line(text))
 
+    # Reading.
+
+    def hold(self, why: str) -> None:
+        """Stop reading (and handling buffered lines) until ``why`` is released.
+
+        Several reasons can hold a connection at once (a rate limit, a win
+        being saved); reading resumes when the last is released.
+        """
+        if not self._holds:
+            self.pauseProducing()
+        self._holds.add(why)
+
+    def release(self, why: str) -> None:
+        """Drop one reason to hold; read again when none is left."""
+        self._holds.discard(why)
+        if not self._holds and self.paused and not self.transport.disconnecting:
+            self.resumeProducing()
+
     # Framing.
 
     def dataReceived(self, data: bytes) -> None:
         """Filter telnet commands, frame lines, and enforce the line limit."""
-        filtered = self._telnet.feed(data)
-        if filtered.reply:
-            self.transport.write(filtered.reply)
-        super().dataReceived(filtered.data)
         if self.transport.disconnecting:
-            return
-        if filtered.interrupt:
-            self.interrupted()
-            return
-        buffered = self._buffer
-        if len(buffered) >= self.max_line:
-            unterminated = len(buffered) - buffered.rfind(b"\n") - 1
-            if unterminated >= self.max_line:
-                self.lineLengthExceeded(buffered)
+            return  # closing: what arrives now gets no answer
+        for part in self._telnet.feed(data):
+            super().dataReceived(part.data)
+            if self.transport.disconnecting:
+                return
+            buffered = self._buffer
+            if len(buffered) >= self.max_line:
+                unterminated = len(buffered) - buffered.rfind(b"\n") - 1
+                if unterminated >= self.max_line:
+                    self.lineLengthExceeded(buffered)
+                    return
+            if part.reply:
+                self.transport.write(part.reply)
+            if part.interrupt:
+                self.interrupted()
+                return
 
     def lineReceived(self, line: bytes) -> None:
         """Decode and strip one line, then pass it on."""

@@ -3,6 +3,8 @@
 One line in, one reply out.  The protocol turns lines into calls on the
 `Game` and outcomes into the exact texts of PROTOCOL.md; the game reaches
 the connection back through the `PlayerLink` methods `notice` and `close`.
+The factory counts connections against the player port's `Limits`; the
+protocol answers a limit with its notice.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from twisted.python.failure import Failure
 
 from guessgame.classic import DialectDetector
 from guessgame.game import Game, GuessResult, NameResult, Player, plural
-from guessgame.lines import GuardedLineReceiver, format_address
+from guessgame.limits import (
+    IDLE_GOODBYE,
+    IDLE_WARNING,
+    ConnectionCounter,
+    LimitedLineReceiver,
+    Limits,
+)
+from guessgame.lines import format_address
 
 __all__ = ["PlayerFactory", "PlayerProtocol", "parse_guess"]
 
@@ -38,30 +47,46 @@ def parse_guess(text: str, lo: int, hi: int) -> int | None:
     return number if lo <= number <= hi else None
 
 
-class PlayerProtocol(GuardedLineReceiver):
+class PlayerProtocol(LimitedLineReceiver):
     """One player's connection; see the module docstring."""
 
     factory: PlayerFactory
     player: Player
 
     def __init__(self, factory: PlayerFactory) -> None:
-        super().__init__(factory.max_line)
+        super().__init__(factory.max_line, factory.game.clock, factory.limits)
         self.factory = factory
         self.game = factory.game
         self._leave_reason = "closed"
         self._closed: list[defer.Deferred[None]] = []
         self._gone = False
+        self._admitted = False
+        self._peer: IAddress | None = None
 
     # Connection life cycle.
 
     def connectionMade(self) -> None:
-        """Join the game and greet the player."""
-        self.player = self.game.join(self, format_address(self.transport.getPeer()))
+        """Join the game and greet the player, or refuse when a limit is reached."""
+        self._peer = peer = self.transport.getPeer()
+        refusal = self.factory.admit(peer)
+        if refusal is not None:
+            self._gone = True
+            self.send_line(refusal)
+            self.finish()
+            return
+        self._admitted = True
+        self.player = self.game.join(self, format_address(peer))
         self.transport.write(f"{GREETING}\r\n{self.factory.prompt}\r\n".encode())
+        self.start_limits()
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         """Leave the game (if still in it) and fire anyone waiting on close()."""
         self._gone = True
+        self.stop_limits()
+        if not self._admitted:
+            return
+        self._admitted = False
+        self.factory.release(self._peer)
         self.game.leave(self.player, self._leave_reason)
         waiting, self._closed = self._closed, []
         for d in waiting:
@@ -81,7 +106,7 @@ class PlayerProtocol(GuardedLineReceiver):
             d.callback(None)
         else:
             self._closed.append(d)
-            self.transport.loseConnection()
+            self.finish()
         return d
 
     # Lines.
@@ -117,7 +142,7 @@ class PlayerProtocol(GuardedLineReceiver):
         else:
             # The round is over for this player.  Read nothing more, and
             # answer only once the win is saved.
-            self.pauseProducing()
+            self.hold("won")
             self.game.leave(self.player, "won")
             self._leave_reason = "won"
             reply = (
@@ -152,7 +177,7 @@ class PlayerProtocol(GuardedLineReceiver):
             return
         self._leave_reason = reason
         self.send_line(text)
-        self.transport.loseConnection()
+        self.finish()
 
     def refuse_long_line(self) -> None:
         """``*** Line too long. Goodbye!`` and close."""
@@ -161,6 +186,30 @@ class PlayerProtocol(GuardedLineReceiver):
     def interrupted(self) -> None:
         """Telnet Ctrl-C: the same as ``quit``."""
         self.say_goodbye("Goodbye!", "quit")
+
+    # Limits.
+
+    def idle_warning(self, seconds: int) -> None:
+        """The idle warning notice."""
+        self.notice(IDLE_WARNING.format(seconds=seconds))
+
+    def idle_expired(self) -> None:
+        """``*** Idle for too long. Goodbye!`` and close."""
+        self.say_goodbye(IDLE_GOODBYE, "idle")
+
+    def output_exceeded(self) -> None:
+        """The player stopped reading: drop it at once, with reason ``error``."""
+        if self._gone:
+            return
+        log.info(
+            "player {id} stopped reading: over {limit} bytes unsent, closing",
+            id=self.player.id,
+            limit=self.limits.max_output,
+        )
+        self._gone = True  # nothing more is queued for it
+        self._leave_reason = "error"
+        self.game.leave(self.player, "error")
+        self.transport.abortConnection()
 
 
 class PlayerFactory(protocol.Factory[protocol.Protocol]):
@@ -174,9 +223,18 @@ class PlayerFactory(protocol.Factory[protocol.Protocol]):
     noisy = False
     protocol = PlayerProtocol
 
-    def __init__(self, game: Game, *, max_line: int = 512, classic_wait: float = 0.0) -> None:
+    def __init__(
+        self,
+        game: Game,
+        *,
+        max_line: int = 512,
+        limits: Limits | None = None,
+        classic_wait: float = 0.0,
+    ) -> None:
         self.game = game
         self.max_line = max_line
+        self.limits = limits if limits is not None else Limits()
+        self.connections = ConnectionCounter(self.limits)
         self.classic_wait = classic_wait
         self.prompt = f"Pick a number between {game.range_text}"
         self.too_low = f"Too low! {self.prompt}"
@@ -192,3 +250,11 @@ class PlayerFactory(protocol.Factory[protocol.Protocol]):
         if self.classic_wait > 0:
             return DialectDetector(self, PlayerProtocol, self.classic_wait)
         return PlayerProtocol(self)
+
+    def admit(self, addr: IAddress | None) -> str | None:
+        """Count a new connection, or return the notice that refuses it."""
+        return self.connections.admit(addr)
+
+    def release(self, addr: IAddress | None) -> None:
+        """Forget a connection that `admit` let in."""
+        self.connections.release(addr)

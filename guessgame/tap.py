@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import random
 import re
@@ -22,14 +23,19 @@ from twisted.python.failure import Failure
 
 from guessgame.admin import AdminFactory
 from guessgame.game import MODES, Game, parse_range
+from guessgame.limits import Limits, raise_open_file_limit
 from guessgame.lines import format_address
 from guessgame.player import PlayerFactory
 from guessgame.sqlstore import StoreError, open_store
 from guessgame.store import MemoryStore, Store
 
-__all__ = ["Listener", "Options", "makeService", "open_database"]
+__all__ = ["FileLimit", "Listener", "Options", "is_local_endpoint", "makeService", "open_database"]
 
 log = Logger()
+
+#: File descriptors kept for what is not a player: listeners, the
+#: administrator, the database, the log.
+RESERVED_FILES = 32
 
 #: The listen backlog given to TCP player endpoints that name none: room
 #: for thousands of players connecting at once (Twisted's default is 50).
@@ -97,6 +103,40 @@ class Options(usage.Options):
             "1",
             "How many administrators may be connected at once (0: no limit).",
         ],
+        [
+            "max-players",
+            None,
+            "10000",
+            "How many players may be connected at once; more are told the server "
+            "is full (0: no limit).",
+        ],
+        [
+            "max-per-ip",
+            None,
+            "20",
+            "How many player connections one IP address may hold (0: no limit).",
+        ],
+        [
+            "idle-timeout",
+            None,
+            "600",
+            "Close a player connection that sends no complete line for this many "
+            "seconds, after a warning (0: never).",
+        ],
+        [
+            "max-rate",
+            None,
+            "100",
+            "Lines a second one player connection may send, in bursts of up to as "
+            "many; beyond it the daemon reads that connection more slowly (0: no limit).",
+        ],
+        [
+            "max-output",
+            None,
+            "65536",
+            "Close a player connection with more than this many bytes waiting to "
+            "be sent (a player that stopped reading).",
+        ],
     ]
 
     def postOptions(self) -> None:
@@ -110,11 +150,32 @@ class Options(usage.Options):
         self["max-line"] = _whole_number("max-line", self["max-line"], minimum=16)
         self["max-admins"] = _whole_number("max-admins", self["max-admins"], minimum=0)
         self["classic-wait"] = _seconds("classic-wait", self["classic-wait"])
+        for name in ("max-players", "max-per-ip", "max-rate"):
+            self[name] = _whole_number(name, self[name], minimum=0)
+        self["max-output"] = _whole_number("max-output", self["max-output"], minimum=1024)
+        self["idle-timeout"] = _seconds("idle-timeout", self["idle-timeout"])
         self["token"] = self._read_token()
         if not self["db"]:
             raise usage.UsageError("--db needs a file name (or :memory: to keep nothing)")
         for name in ("player", "admin"):
             _check_endpoint(name, self[name])
+        if self["token"] is None and not is_local_endpoint(self["admin"]):
+            raise usage.UsageError(
+                f"--admin {self['admin']!r} is not a loopback endpoint (only tcp: or "
+                "tcp6: with interface=127.x.x.x or ::1, and unix:, count as local); "
+                "set --admin-token or --admin-token-file before opening the admin "
+                "port to the network"
+            )
+
+    def limits(self) -> Limits:
+        """The player port's limits, from the checked options."""
+        return Limits(
+            max_players=self["max-players"],
+            max_per_ip=self["max-per-ip"],
+            idle_timeout=self["idle-timeout"],
+            max_rate=self["max-rate"],
+            max_output=self["max-output"],
+        )
 
     def _read_token(self) -> str | None:
         token, path = self["admin-token"], self["admin-token-file"]
@@ -154,6 +215,48 @@ def _seconds(name: str, text: str) -> float:
     return float(text)
 
 
+def _split_endpoint(description: str) -> list[str]:
+    """Split an endpoint string at its colons, honouring backslash escapes."""
+    parts: list[str] = []
+    current: list[str] = []
+    chars = iter(description)
+    for char in chars:
+        if char == "\\":
+            current.append(next(chars, ""))
+        elif char == ":":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def is_local_endpoint(description: str) -> bool:
+    """Whether only this machine can reach ``description``.
+
+    ``unix:`` endpoints are local, and ``tcp:``/``tcp6:`` endpoints whose
+    interface is in 127.0.0.0/8 or is ``::1``; anything else (no interface,
+    a host name, TLS, systemd sockets) is not.
+    """
+    kind, *args = _split_endpoint(description)
+    kind = kind.strip().lower()
+    if kind == "unix":
+        return True
+    if kind not in ("tcp", "tcp6"):
+        return False
+    named = dict(arg.split("=", 1) for arg in args if "=" in arg)
+    positional = [arg for arg in args if "=" not in arg]
+    interface = named.get("interface", positional[1] if len(positional) > 1 else "")
+    try:
+        ip = ipaddress.ip_address(interface.strip("[]"))
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv4Address):
+        return ip in ipaddress.IPv4Network("127.0.0.0/8")
+    return ip == ipaddress.IPv6Address("::1")
+
+
 def _check_endpoint(name: str, description: str) -> None:
     from twisted.internet import reactor
 
@@ -172,6 +275,27 @@ def player_endpoint(description: str) -> str:
     if kind in ("tcp", "tcp6") and "backlog=" not in description:
         return f"{description}:backlog={PLAYER_BACKLOG}"
     return description
+
+
+class FileLimit(service.Service):
+    """At start, raises the open-file limit and warns when players may not fit."""
+
+    def __init__(self, max_players: int) -> None:
+        self.max_players = max_players
+
+    def startService(self) -> None:
+        """Raise the soft limit to the hard one; warn if --max-players is above it."""
+        super().startService()
+        soft = raise_open_file_limit()
+        room = soft - RESERVED_FILES
+        if self.max_players == 0 or self.max_players > room:
+            log.warn(
+                "--max-players {wanted} is above the {room} players the open-file "
+                "limit ({limit}) allows; raise it (ulimit -n) or lower --max-players",
+                wanted=self.max_players or "0 (no limit)",
+                room=room,
+                limit=soft,
+            )
 
 
 class Listener(service.Service):
@@ -260,6 +384,7 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
 
         exit_cleanly_on_sigterm(reactor)
     top = service.MultiService()
+    FileLimit(options["max-players"]).setServiceParent(top)
     game = Game(
         reactor,
         random.SystemRandom(),
@@ -270,7 +395,10 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
     )
     game.setServiceParent(top)
     players = PlayerFactory(
-        game, max_line=options["max-line"], classic_wait=options["classic-wait"]
+        game,
+        max_line=options["max-line"],
+        limits=options.limits(),
+        classic_wait=options["classic-wait"],
     )
     admins = AdminFactory(
         game,

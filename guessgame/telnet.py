@@ -45,23 +45,40 @@ class TelnetFilter:
         self._sb_left = 0
         self._cap = subnegotiation_cap
 
-    def feed(self, chunk: bytes) -> Filtered:
-        """Filter one chunk; sequences split across chunks are handled."""
+    def _refusal(self, option: int) -> bytes:
+        """The answer to ``DO``/``WILL`` ``option``: no (``DONT``/``WONT`` need none)."""
+        if self._verb == DO:
+            return bytes((IAC, WONT, option))
+        if self._verb == WILL:
+            return bytes((IAC, DONT, option))
+        return b""
+
+    def feed(self, chunk: bytes) -> list[Filtered]:
+        """Filter one chunk into parts, in stream order.
+
+        Each part's data comes before its reply, so negotiation answers
+        keep their place among the line replies.  An interrupt ends the
+        last part: data after it in the chunk is dropped (the session is
+        over) but commands after it are still answered, with the
+        interrupt.  Sequences split across chunks are handled.
+        """
         if self._state == _DATA and b"\xff" not in chunk:
-            return Filtered(chunk)
+            return [Filtered(chunk)]
+        parts: list[Filtered] = []
         data = bytearray()
+        before_interrupt: bytes | None = None
         reply = bytearray()
-        interrupt = False
         state = self._state
         for byte in chunk:
             if state == _DATA:
                 if byte == IAC:
                     state = _IAC
-                else:
+                elif before_interrupt is None:
                     data.append(byte)
             elif state == _IAC:
                 if byte == IAC:
-                    data.append(IAC)
+                    if before_interrupt is None:
+                        data.append(IAC)
                     state = _DATA
                 elif byte in (DO, DONT, WILL, WONT):
                     self._verb = byte
@@ -69,16 +86,23 @@ class TelnetFilter:
                 elif byte == SB:
                     self._sb_left = self._cap
                     state = _SB
+                elif byte in (IP, AO):
+                    # Ctrl-C: the data after it is never read, but the
+                    # commands are answered (a telnet client sends DO
+                    # TIMING-MARK with it and shows nothing until answered).
+                    if before_interrupt is None:
+                        before_interrupt = bytes(data)
+                    state = _DATA
                 else:
-                    # IP and AO end the session; NOP, AYT, GA and the rest
-                    # carry nothing for a line game.
-                    interrupt = interrupt or byte in (IP, AO)
+                    # NOP, AYT, GA and the rest carry nothing for a line game.
                     state = _DATA
             elif state == _OPTION:
-                if self._verb == DO:
-                    reply += bytes((IAC, WONT, byte))
-                elif self._verb == WILL:
-                    reply += bytes((IAC, DONT, byte))
+                answer = self._refusal(byte)
+                if answer and before_interrupt is not None:
+                    reply += answer
+                elif answer:
+                    parts.append(Filtered(bytes(data), answer))
+                    data.clear()
                 state = _DATA
             else:  # inside subnegotiation: skipped, within the cap
                 self._sb_left -= 1
@@ -90,4 +114,8 @@ class TelnetFilter:
                     # A runaway subnegotiation: stop skipping, read data again.
                     state = _DATA
         self._state = state
-        return Filtered(bytes(data), bytes(reply), interrupt)
+        if before_interrupt is not None:
+            parts.append(Filtered(before_interrupt, bytes(reply), interrupt=True))
+        elif data or not parts:
+            parts.append(Filtered(bytes(data)))
+        return parts

@@ -1,0 +1,405 @@
+"""Unit tests of the player port's limits, on a Clock and StringTransports."""
+
+from __future__ import annotations
+
+import resource
+from typing import Any
+
+import pytest
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from guessgame.admin import AdminFactory
+from guessgame.game import Left
+from guessgame.limits import (
+    CLOSE_GRACE,
+    SERVER_FULL,
+    TOO_MANY_FROM_ADDRESS,
+    ConnectionCounter,
+    Limits,
+    raise_open_file_limit,
+)
+from guessgame.player import PlayerFactory
+from tests.common import FakeObserver, Peer, connect, make_game
+
+PROMPT = "Pick a number between 1-30"
+GREETING = ["You are now connected to the server!", PROMPT]
+
+
+def v4(host: str, port: int = 1) -> IPv4Address:
+    """An IPv4 peer address."""
+    return IPv4Address("TCP", host, port)
+
+
+# Counting connections.
+
+
+def test_counter_refuses_past_the_total() -> None:
+    """max-players refuses the connection after the limit with the full notice."""
+    counter = ConnectionCounter(Limits(max_players=2))
+    assert counter.admit(v4("10.0.0.1")) is None
+    assert counter.admit(v4("10.0.0.2")) is None
+    assert counter.admit(v4("10.0.0.3")) == SERVER_FULL
+    counter.release(v4("10.0.0.1"))
+    assert counter.admit(v4("10.0.0.3")) is None
+    assert counter.total == 2
+
+
+def test_counter_refuses_past_the_per_address_limit() -> None:
+    """max-per-ip refuses a third from one address, not from another one."""
+    counter = ConnectionCounter(Limits(max_per_ip=2))
+    assert counter.admit(v4("10.0.0.1", 1)) is None
+    assert counter.admit(v4("10.0.0.1", 2)) is None
+    assert counter.admit(v4("10.0.0.1", 3)) == TOO_MANY_FROM_ADDRESS
+    assert counter.admit(v4("10.0.0.2", 1)) is None
+    assert counter.admit(IPv6Address("TCP", "::1", 1)) is None
+    counter.release(v4("10.0.0.1", 2))
+    assert counter.admit(v4("10.0.0.1", 4)) is None
+    assert counter.per_host == {"10.0.0.1": 2, "10.0.0.2": 1, "::1": 1}
+
+
+def test_counter_forgets_an_address_with_no_connection_left() -> None:
+    """per_host does not keep one entry per address ever seen."""
+    counter = ConnectionCounter(Limits(max_per_ip=5))
+    for n in range(100):
+        addr = v4(f"10.0.{n}.1")
+        assert counter.admit(addr) is None
+        counter.release(addr)
+    assert counter.per_host == {}
+    assert counter.total == 0
+
+
+def test_counter_does_not_count_unix_peers_per_address() -> None:
+    """UNIX-socket peers have no IP address: only the total applies."""
+    counter = ConnectionCounter(Limits(max_per_ip=1, max_players=3))
+    for _ in range(3):
+        assert counter.admit(UNIXAddress(None)) is None
+    assert counter.admit(UNIXAddress(None)) == SERVER_FULL
+
+
+def test_zero_means_no_limit() -> None:
+    """With max-players and max-per-ip 0 nothing is refused."""
+    counter = ConnectionCounter(Limits())
+    assert all(counter.admit(v4("10.0.0.1", n)) is None for n in range(1000))
+
+
+def test_player_port_refuses_with_notice_and_close() -> None:
+    """A refused player gets only the notice, is closed, and never joins the game."""
+    game = make_game()
+    factory = PlayerFactory(game, limits=Limits(max_per_ip=2, max_players=3))
+    first = connect(factory, "10.0.0.1", 1)
+    connect(factory, "10.0.0.1", 2)
+    third = connect(factory, "10.0.0.1", 3)
+    assert third.read() == [TOO_MANY_FROM_ADDRESS]
+    assert third.closed
+    assert third.send(b"help\n") == []
+    assert len(game.players) == 2
+    third.lose()
+    assert len(game.players) == 2
+    connect(factory, "10.0.0.2", 1)
+    full = connect(factory, "10.0.0.3", 1)
+    assert full.read() == [SERVER_FULL]
+    assert full.closed
+    first.lose()
+    again = connect(factory, "10.0.0.1", 4)
+    assert again.read() == GREETING
+    assert factory.connections.total == 3
+
+
+def aborted(peer: Peer) -> bool:
+    """Whether the protocol aborted its StringTransport."""
+    return bool(getattr(peer.transport, "disconnected", False))
+
+
+# Idle timeout.
+
+
+def idle_peer(timeout: float, clock: Clock | None = None) -> tuple[Peer, Clock, FakeObserver]:
+    """A greeted player with ``timeout`` seconds of idle timeout, and an observer."""
+    clock = clock if clock is not None else Clock()
+    game = make_game(clock=clock)
+    observer = FakeObserver()
+    game.add_observer(observer)
+    peer = connect(PlayerFactory(game, limits=Limits(idle_timeout=timeout)))
+    assert peer.read() == GREETING
+    return peer, clock, observer
+
+
+def warning(seconds: int) -> str:
+    """The idle warning notice."""
+    return f"*** No input for a while: say something within {seconds} seconds to stay."
+
+
+def test_idle_warns_a_minute_before_and_closes() -> None:
+    """With 600 s: the warning at 540 s, the goodbye at 600 s, leave reason idle."""
+    peer, clock, observer = idle_peer(600)
+    clock.advance(539)
+    assert peer.read() == []
+    clock.advance(1)
+    assert peer.read() == [warning(60)]
+    clock.advance(59)
+    assert peer.read() == []
+    assert not peer.closed
+    clock.advance(1)
+    assert peer.read() == ["*** Idle for too long. Goodbye!"]
+    assert peer.closed
+    peer.lose()
+    assert [e.reason for e in observer.events if isinstance(e, Left)] == ["idle"]
+
+
+def test_idle_short_timeout_warns_at_half() -> None:
+    """A timeout under two minutes warns at half of it."""
+    peer, clock, _ = idle_peer(60)
+    clock.advance(29.9)
+    assert peer.read() == []
+    clock.advance(0.1)
+    assert peer.read() == [warning(30)]
+    clock.advance(30)
+    assert peer.read() == ["*** Idle for too long. Goodbye!"]
+
+
+def test_complete_line_resets_idle_but_partial_does_not() -> None:
+    """Only a complete line counts as input; a partial line is still idle."""
+    peer, clock, _ = idle_peer(600)
+    clock.advance(500)
+    assert peer.send(b"hello\n") == [PROMPT]
+    clock.advance(539)
+    assert peer.read() == []
+    assert peer.send(b"hel") == []
+    clock.advance(1)
+    assert peer.read() == [warning(60)]
+    clock.advance(60)
+    assert peer.closed
+
+
+def test_line_after_warning_keeps_the_player() -> None:
+    """A line after the warning cancels the close; a new silence warns again."""
+    peer, clock, _ = idle_peer(600)
+    clock.advance(540)
+    assert peer.read() == [warning(60)]
+    clock.advance(30)
+    assert peer.send(b"top\n") == ["No winners yet."]
+    clock.advance(500)
+    assert not peer.closed
+    assert peer.read() == []
+    clock.advance(40)
+    assert peer.read() == [warning(60)]
+
+
+def test_idle_off_leaves_no_timer() -> None:
+    """--idle-timeout 0 schedules nothing."""
+    clock = Clock()
+    game = make_game(clock=clock)
+    connect(PlayerFactory(game, limits=Limits(idle_timeout=0)))
+    assert clock.getDelayedCalls() == []
+
+
+def test_lost_connection_cancels_timers() -> None:
+    """A connection that is gone leaves no timer behind."""
+    peer, clock, _ = idle_peer(600)
+    peer.lose()
+    assert clock.getDelayedCalls() == []
+
+
+def test_idle_goodbye_to_a_peer_that_never_reads_is_aborted() -> None:
+    """A closed connection that will not flush is aborted after the grace time."""
+    peer, clock, _ = idle_peer(60)
+    clock.advance(60)
+    assert peer.closed and not aborted(peer)
+    clock.advance(CLOSE_GRACE)
+    assert aborted(peer)
+
+
+# Rate limit.
+
+
+def rate_peer(rate: int) -> tuple[Peer, Clock]:
+    """A greeted player limited to ``rate`` lines a second."""
+    clock = Clock()
+    peer = connect(PlayerFactory(make_game(clock=clock), limits=Limits(max_rate=rate)))
+    peer.read()
+    return peer, clock
+
+
+def test_rate_limit_allows_a_burst_then_pauses_reading() -> None:
+    """Beyond the burst the transport is paused; nothing is dropped."""
+    peer, clock = rate_peer(10)
+    assert len(peer.send(b"x\n" * 25)) == 10
+    assert peer.transport.producerState == "paused"
+    clock.advance(0.1)
+    assert peer.read() == []
+    replies = 10
+    for _ in range(40):
+        clock.advance(0.05)
+        replies += len(peer.read())
+    assert replies == 25
+    assert peer.transport.producerState == "producing"
+
+
+def test_rate_limit_holds_the_average() -> None:
+    """A flood gets no more than the rate (plus the burst) over time."""
+    peer, clock = rate_peer(100)
+    replies = len(peer.send(b"x\n" * 1000))
+    assert replies == 100
+    for _ in range(300):
+        clock.advance(0.01)
+        replies += len(peer.read())
+    # Three seconds at 100 a second after a burst of 100.
+    assert 370 <= replies <= 400
+
+
+def test_rate_limit_lets_a_steady_sender_through() -> None:
+    """Lines at the allowed rate are never held."""
+    peer, clock = rate_peer(10)
+    for _ in range(100):
+        assert peer.send(b"x\n") == [PROMPT]
+        clock.advance(0.1)
+    assert peer.transport.producerState == "producing"
+
+
+def test_no_rate_limit_never_pauses() -> None:
+    """--max-rate 0: any flood is answered at once."""
+    peer, _ = rate_peer(0)
+    assert len(peer.send(b"x\n" * 5000)) == 5000
+    assert peer.transport.producerState == "producing"
+
+
+def test_rate_resume_does_not_undo_a_win_hold() -> None:
+    """Reading stays paused while a win is saved, even when the rate timer fires."""
+    peer, _ = rate_peer(10)
+    peer.proto.hold("won")
+    peer.proto.hold("rate")
+    peer.proto.release("rate")
+    assert peer.transport.producerState == "paused"
+    peer.proto.release("won")
+    assert peer.transport.producerState == "producing"
+
+
+# Output cap.
+
+
+class CappedTransport(StringTransport):
+    """A StringTransport that pauses its producer past ``bufferSize``, as TCP does."""
+
+    bufferSize = 2**16
+
+    def write(self, data: bytes) -> None:
+        """Queue and, like `FileDescriptor.write`, pause the producer when full."""
+        super().write(data)
+        if self.producer is not None and self.streaming and len(self.value()) > self.bufferSize:
+            self.producer.pauseProducing()
+
+
+def capped_peer(limit: int) -> tuple[Peer, Any]:
+    """A greeted player over a `CappedTransport`, with an output cap of ``limit``."""
+    game = make_game()
+    factory = PlayerFactory(game, limits=Limits(max_output=limit))
+    addr = v4("10.0.0.1")
+    proto = factory.buildProtocol(addr)
+    transport = CappedTransport(peerAddress=addr)
+    proto.makeConnection(transport)
+    return Peer(proto, transport), game
+
+
+def test_output_cap_drops_a_player_that_stopped_reading() -> None:
+    """Past max-output unsent bytes the player is aborted, reason error."""
+    peer, game = capped_peer(1000)
+    observer = FakeObserver()
+    game.add_observer(observer)
+    assert peer.transport.bufferSize == 1000
+    for _ in range(20):
+        game.say("x" * 100)
+    assert aborted(peer)
+    assert len(peer.transport.value()) < 1000 + 200
+    assert game.players == {}
+    assert [e.reason for e in observer.events if isinstance(e, Left)] == ["error"]
+    peer.lose()
+    assert [e.reason for e in observer.events if isinstance(e, Left)] == ["error"]
+
+
+def test_output_under_the_cap_is_kept() -> None:
+    """A player with fewer unsent bytes than the cap stays."""
+    peer, game = capped_peer(4000)
+    for _ in range(20):
+        game.say("x" * 100)
+    assert not aborted(peer)
+    assert len(game.players) == 1
+
+
+def test_admin_gets_keepalive_and_no_output_cap() -> None:
+    """Admin connections turn on TCP keepalive and register no producer."""
+
+    class KeepAliveTransport(CappedTransport):
+        keepalive: int | None = None
+
+        def setTcpKeepAlive(self, enabled: int) -> None:
+            self.keepalive = enabled
+
+    factory = AdminFactory(make_game())
+    proto = factory.buildProtocol(v4("127.0.0.1"))
+    transport = KeepAliveTransport()
+    proto.makeConnection(transport)
+    assert transport.keepalive == 1
+    assert transport.producer is None
+
+
+# The open-file limit.
+
+
+def test_raise_open_file_limit_reaches_the_hard_limit() -> None:
+    """The soft RLIMIT_NOFILE is raised to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard < 64:
+        pytest.skip(f"hard open-file limit {hard} cannot be tested here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard - 1, hard))
+    try:
+        assert raise_open_file_limit() == hard
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, hard - 1), hard))
+
+
+def test_wrong_admin_token_is_logged_with_the_peer_address() -> None:
+    """A wrong token gets ERR bad token, a close, and a log line naming the peer."""
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    seen: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        peer = connect(AdminFactory(make_game(), token="right"), "127.0.0.9", 40001)
+        assert peer.send(b"Admin-Greetings wrong\r\n") == ["ERR bad token"]
+        assert peer.closed
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    assert "administrator 127.0.0.9:40001: bad token" in [formatEvent(e) for e in seen]
+
+
+def test_slow_sender_is_reaped_by_the_idle_timeout() -> None:
+    """One byte a second never completes a line: warned, closed, its buffer never grows past it."""
+    peer, clock, _ = idle_peer(60)
+    largest = 0
+    for _ in range(60):
+        peer.proto.dataReceived(b"7")
+        largest = max(largest, len(peer.proto._buffer))
+        clock.advance(1)
+    assert peer.read() == [warning(30), "*** Idle for too long. Goodbye!"]
+    assert peer.closed
+    assert largest <= 60
+
+
+def test_admin_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The token check goes through hmac.compare_digest."""
+    import hmac
+
+    calls: list[tuple[bytes, bytes]] = []
+    original = hmac.compare_digest
+
+    def compare(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return original(a, b)
+
+    monkeypatch.setattr("guessgame.admin.hmac.compare_digest", compare)
+    peer = connect(AdminFactory(make_game(), token="right"))
+    assert peer.send(b"Admin-Greetings right\r\n") == ["OK Admin-Greetings, 0 players online"]
+    assert calls == [(b"right", b"right")]
