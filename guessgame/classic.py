@@ -20,14 +20,15 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from twisted.internet import defer, protocol
+from twisted.internet import protocol
 from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, IProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from guessgame.game import GuessResult, Player
-from guessgame.lines import GuardedLineReceiver, Transport, format_address
+from guessgame.connection import PlayerConnection
+from guessgame.game import GuessResult
+from guessgame.lines import Transport
 
 if TYPE_CHECKING:
     from guessgame.admin import AdminProtocol
@@ -187,61 +188,24 @@ class DialectDetector(protocol.Protocol):
             successor.dataReceived(buffered)
 
 
-class ClassicPlayerProtocol(GuardedLineReceiver):
+class ClassicPlayerProtocol(PlayerConnection):
     """A classic player: one line in, one single-write reply out.
 
     ``Hello`` gets ``Greetings`` and ``Game`` gets ``Ready`` (both without
     regard to case, and as often as they are sent); every other line is a
     guess: ``Correct`` (then close), ``Close`` (1 or 2 away) or ``Far``
     (anything else, a non-number included).  Only whole numbers in the
-    range count as guesses for the game.  It joins the game with a secret
-    of its own, gets no notices, and is just closed where a modern player
-    would get a goodbye notice.
+    range count as guesses for the game.  It plays a secret of its own,
+    gets no notices, and where a modern player would get a goodbye notice
+    (a limit, a kick, shutdown) it is just closed.
     """
 
-    factory: PlayerFactory
-    player: Player
+    own_secret = True
+    takes_notices = False
 
-    def __init__(self, factory: PlayerFactory) -> None:
-        super().__init__(factory.max_line)
-        self.factory = factory
-        self.game = factory.game
-        self._leave_reason = "closed"
-        self._closed: list[defer.Deferred[None]] = []
-        self._gone = False
-
-    # Connection life cycle.
-
-    def connectionMade(self) -> None:
-        """Join the game with a secret of its own; no greeting until Hello."""
-        address = format_address(self.transport.getPeer())
-        self.player = self.game.join(self, address, own_secret=True)
+    def greet(self) -> None:
+        """Nothing until the client's ``Hello``, which is its first line."""
         log.info("player {id} speaks the classic dialect", id=self.player.id)
-
-    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
-        """Leave the game (if still in it) and fire anyone waiting on close()."""
-        self._gone = True
-        self.game.leave(self.player, self._leave_reason)
-        waiting, self._closed = self._closed, []
-        for d in waiting:
-            d.callback(None)
-
-    # PlayerLink.
-
-    def notice(self, text: str) -> None:
-        """Classic clients get no notices: they would take one for a reply."""
-
-    def close(self) -> defer.Deferred[None]:
-        """Close; fire once the connection is gone."""
-        d: defer.Deferred[None] = defer.Deferred()
-        if self._gone:
-            d.callback(None)
-        else:
-            self._closed.append(d)
-            self.transport.loseConnection()
-        return d
-
-    # Lines.
 
     def text_received(self, text: str | None) -> None:
         """Answer one line with exactly one reply, in one write."""
@@ -263,43 +227,14 @@ class ClassicPlayerProtocol(GuardedLineReceiver):
         else:
             secret = self.player.secret
             outcome = self.game.guess(self.player, number)
-            if outcome.result is not GuessResult.CORRECT:
+            if outcome.result is GuessResult.CORRECT:
+                self.won(outcome, lambda: self.reply(CORRECT))
+            else:
                 self.reply(CLOSE if abs(number - secret) <= 2 else FAR)
-                return
-            # Read nothing more; answer once the win is saved, then close.
-            self.pauseProducing()
-            self.game.leave(self.player, "won")
-            self._leave_reason = "won"
-            assert outcome.saved is not None
-            outcome.saved.addBoth(lambda _: self._answer_and_close(CORRECT, "won"))
 
     def reply(self, data: bytes) -> None:
         """Send one classic reply, a whole line, in one write."""
         self.transport.write(data)
-
-    # Ways out.
-
-    def _answer_and_close(self, reply: bytes, reason: str) -> None:
-        if self._gone:
-            return
-        self._leave_reason = reason
-        self.reply(reply)
-        self.transport.loseConnection()
-
-    def say_goodbye(self, text: str, reason: str) -> None:
-        """Close for ``reason``; the goodbye ``text`` is not sent."""
-        if self._gone:
-            return
-        self._leave_reason = reason
-        self.transport.loseConnection()
-
-    def refuse_long_line(self) -> None:
-        """A line over the limit: close without a word."""
-        self.say_goodbye("*** Line too long. Goodbye!", "error")
-
-    def interrupted(self) -> None:
-        """Telnet Ctrl-C: leave as ``quit`` does."""
-        self.say_goodbye("Goodbye!", "quit")
 
 
 def classic_address(address: str) -> str:

@@ -9,21 +9,14 @@ protocol answers a limit with its notice.
 
 from __future__ import annotations
 
-from twisted.internet import defer, protocol
+from twisted.internet import protocol
 from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from guessgame.classic import DialectDetector
-from guessgame.game import Game, GuessResult, NameResult, Player, plural
-from guessgame.limits import (
-    IDLE_GOODBYE,
-    IDLE_WARNING,
-    ConnectionCounter,
-    LimitedLineReceiver,
-    Limits,
-)
-from guessgame.lines import format_address
+from guessgame.connection import PlayerConnection
+from guessgame.game import Game, GuessResult, NameResult, plural
+from guessgame.limits import ConnectionCounter, Limits
 
 __all__ = ["PlayerFactory", "PlayerProtocol", "parse_guess"]
 
@@ -47,67 +40,12 @@ def parse_guess(text: str, lo: int, hi: int) -> int | None:
     return number if lo <= number <= hi else None
 
 
-class PlayerProtocol(LimitedLineReceiver):
-    """One player's connection; see the module docstring."""
+class PlayerProtocol(PlayerConnection):
+    """One modern player's connection; see the module docstring."""
 
-    factory: PlayerFactory
-    player: Player
-
-    def __init__(self, factory: PlayerFactory) -> None:
-        super().__init__(factory.max_line, factory.game.clock, factory.limits)
-        self.factory = factory
-        self.game = factory.game
-        self._leave_reason = "closed"
-        self._closed: list[defer.Deferred[None]] = []
-        self._gone = False
-        self._admitted = False
-        self._peer: IAddress | None = None
-
-    # Connection life cycle.
-
-    def connectionMade(self) -> None:
-        """Join the game and greet the player, or refuse when a limit is reached."""
-        self._peer = peer = self.transport.getPeer()
-        refusal = self.factory.admit(peer)
-        if refusal is not None:
-            self._gone = True
-            self.send_line(refusal)
-            self.finish()
-            return
-        self._admitted = True
-        self.player = self.game.join(self, format_address(peer))
-        self.transport.write(f"{GREETING}\r\n{self.factory.prompt}\r\n".encode())
-        self.start_limits()
-
-    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
-        """Leave the game (if still in it) and fire anyone waiting on close()."""
-        self._gone = True
-        self.stop_limits()
-        if not self._admitted:
-            return
-        self._admitted = False
-        self.factory.release(self._peer)
-        self.game.leave(self.player, self._leave_reason)
-        waiting, self._closed = self._closed, []
-        for d in waiting:
-            d.callback(None)
-
-    # PlayerLink: how the game reaches this connection.
-
-    def notice(self, text: str) -> None:
-        """Send a notice line between replies."""
-        if not self._gone:
-            self.send_line(text)
-
-    def close(self) -> defer.Deferred[None]:
-        """Flush and close; fire once the connection is gone."""
-        d: defer.Deferred[None] = defer.Deferred()
-        if self._gone:
-            d.callback(None)
-        else:
-            self._closed.append(d)
-            self.finish()
-        return d
+    def greet(self) -> None:
+        """The two greeting lines."""
+        self.transport.write(self.factory.greeting)
 
     # Lines.
 
@@ -140,17 +78,11 @@ class PlayerProtocol(LimitedLineReceiver):
         elif outcome.result is GuessResult.HIGH:
             self.send_line(self.factory.too_high)
         else:
-            # The round is over for this player.  Read nothing more, and
-            # answer only once the win is saved.
-            self.hold("won")
-            self.game.leave(self.player, "won")
-            self._leave_reason = "won"
             reply = (
                 f"Correct! The number was {outcome.number}. "
                 f"You won in {plural(outcome.guesses, 'guess')}!"
             )
-            assert outcome.saved is not None
-            outcome.saved.addBoth(lambda _: self.say_goodbye(reply, "won"))
+            self.won(outcome, lambda: self.send_line(reply))
 
     def _rename(self, name: str) -> None:
         result = self.game.rename(self.player, name)
@@ -168,48 +100,6 @@ class PlayerProtocol(LimitedLineReceiver):
         return "Top players: " + ", ".join(
             f"{entry.name} {plural(entry.wins, 'win')}" for entry in board
         )
-
-    # Ways out.
-
-    def say_goodbye(self, text: str, reason: str) -> None:
-        """Send ``text`` and close, leaving the game for ``reason``."""
-        if self._gone:
-            return
-        self._leave_reason = reason
-        self.send_line(text)
-        self.finish()
-
-    def refuse_long_line(self) -> None:
-        """``*** Line too long. Goodbye!`` and close."""
-        self.say_goodbye("*** Line too long. Goodbye!", "error")
-
-    def interrupted(self) -> None:
-        """Telnet Ctrl-C: the same as ``quit``."""
-        self.say_goodbye("Goodbye!", "quit")
-
-    # Limits.
-
-    def idle_warning(self, seconds: int) -> None:
-        """The idle warning notice."""
-        self.notice(IDLE_WARNING.format(seconds=seconds))
-
-    def idle_expired(self) -> None:
-        """``*** Idle for too long. Goodbye!`` and close."""
-        self.say_goodbye(IDLE_GOODBYE, "idle")
-
-    def output_exceeded(self) -> None:
-        """The player stopped reading: drop it at once, with reason ``error``."""
-        if self._gone:
-            return
-        log.info(
-            "player {id} stopped reading: over {limit} bytes unsent, closing",
-            id=self.player.id,
-            limit=self.limits.max_output,
-        )
-        self._gone = True  # nothing more is queued for it
-        self._leave_reason = "error"
-        self.game.leave(self.player, "error")
-        self.transport.abortConnection()
 
 
 class PlayerFactory(protocol.Factory[protocol.Protocol]):
@@ -237,6 +127,7 @@ class PlayerFactory(protocol.Factory[protocol.Protocol]):
         self.connections = ConnectionCounter(self.limits)
         self.classic_wait = classic_wait
         self.prompt = f"Pick a number between {game.range_text}"
+        self.greeting = f"{GREETING}\r\n{self.prompt}\r\n".encode()
         self.too_low = f"Too low! {self.prompt}"
         self.too_high = f"Too high! {self.prompt}"
         self.help_text = (

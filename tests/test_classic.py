@@ -22,6 +22,7 @@ from twisted.python import usage
 from guessgame.admin import AdminFactory
 from guessgame.classic import ClassicPlayerProtocol, DialectDetector
 from guessgame.game import Game, Joined, Left, Player, Won
+from guessgame.limits import Limits
 from guessgame.player import PlayerFactory, PlayerProtocol
 from guessgame.store import LeaderboardEntry, MemoryStore
 from guessgame.tap import Listener, Options, makeService
@@ -881,3 +882,51 @@ def test_twistd_serves_classic_clients_with_default_options(
         while not greeting.endswith(b"1-30\r\n"):
             greeting += modern.recv(1024)
         assert greeting == GREETING
+
+
+# The player port's limits apply to classic players too, without a word.
+
+
+@pytest.mark.parametrize(
+    ("limits", "first_port"),
+    [(Limits(max_players=1), 50001), (Limits(max_per_ip=1), 50001)],
+    ids=["server full", "too many from the address"],
+)
+def test_classic_refused_by_a_connection_limit_is_closed_silently(
+    limits: Limits, first_port: int
+) -> None:
+    """A classic client past --max-players or --max-per-ip is closed with no notice."""
+    game = make_game()
+    factory = PlayerFactory(game, classic_wait=WAIT, limits=limits)
+    first = open_conn(factory, IPv4Address("TCP", "127.0.0.1", first_port))
+    assert first.send(b"Hello\r\n") == [b"Greetings\r\n"]
+    second = open_conn(factory, IPv4Address("TCP", "127.0.0.1", first_port + 1))
+    assert second.send(b"Hello\r\n") == []
+    assert second.closed
+    assert len(game.players) == 1
+
+
+def test_classic_idle_timeout_closes_silently() -> None:
+    """A silent classic player gets no warning notice and is closed at the timeout."""
+    clock = Clock()
+    game = make_game(clock=clock)
+    factory = PlayerFactory(game, classic_wait=WAIT, limits=Limits(idle_timeout=10))
+    conn = open_conn(factory)
+    assert conn.send(b"Hello\r\n") == [b"Greetings\r\n"]
+    clock.advance(5)
+    assert conn.transport.take() == []
+    assert not conn.closed
+    clock.advance(5)
+    assert conn.transport.take() == []
+    assert conn.closed
+    conn.lose()
+    assert game.players == {}
+
+
+def test_classic_kick_closes_silently() -> None:
+    """A kicked classic player is closed without the removal notice."""
+    game = make_game()
+    conn, player = classic_player(game)
+    assert game.kick(player.id)
+    assert conn.transport.take() == []
+    assert conn.closed
