@@ -170,12 +170,12 @@ class LimitedLineReceiver(GuardedLineReceiver):
     """
 
     def __init__(self, max_line: int, clock: IReactorTime, limits: Limits) -> None:
-        super().__init__(max_line)
+        # With a clock, the line layer notes when each line arrives
+        # (``last_line``), at no extra call per packet.
+        super().__init__(max_line, clock)
         self.clock = clock
         self.limits = limits
-        self._now = clock.seconds
-        #: When the last complete line arrived (or the connection opened).
-        self.last_line = 0.0
+        self._clock_now = clock.seconds
         self._idle_call: IDelayedCall | None = None
         self._warned_for: float | None = None
         # The rate limit as a token bucket of ``max_rate`` tokens refilled at
@@ -210,7 +210,7 @@ class LimitedLineReceiver(GuardedLineReceiver):
 
     def start_limits(self) -> None:
         """Start the idle timer and the output cap."""
-        now = self._now()
+        now = self._clock_now()
         self.last_line = now
         self._full_at = now
         limits = self.limits
@@ -233,17 +233,11 @@ class LimitedLineReceiver(GuardedLineReceiver):
         if self._linger is None:
             self._linger = self.clock.callLater(CLOSE_GRACE, self.transport.abortConnection)
 
-    # Per chunk and per line: keep these cheap.
-
-    def dataReceived(self, data: bytes) -> None:
-        """Note when a line was completed, for the idle timer; then frame lines."""
-        if b"\n" in data:
-            self.last_line = self._now()
-        super().dataReceived(data)
+    # Per line: keep this cheap.
 
     def _rate_limited_line(self, line: bytes) -> None:
         """``lineReceived`` when there is a rate limit: spend a token first."""
-        now = self._now()
+        now = self._clock_now()
         full_at = self._full_at
         full_at = (full_at if full_at > now else now) + self._interval
         self._full_at = full_at
@@ -268,7 +262,7 @@ class LimitedLineReceiver(GuardedLineReceiver):
 
     def _check_idle(self) -> None:
         self._idle_call = None
-        now = self._now()
+        now = self._clock_now()
         timeout = self.limits.idle_timeout
         last = self.last_line
         idle = now - last

@@ -13,7 +13,7 @@ import functools
 from typing import Protocol
 
 from twisted.internet import address
-from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReactorTime
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
@@ -68,8 +68,12 @@ class GuardedLineReceiver(LineReceiver):
     delimiter = b"\n"
     transport: Transport  # type: ignore[assignment]
 
-    def __init__(self, max_line: int) -> None:
+    def __init__(self, max_line: int, clock: IReactorTime | None = None) -> None:
         self.max_line = max_line
+        #: When the last packet that completed a line arrived, by ``clock``
+        #: (kept only with a clock: the idle timeout reads it).
+        self.last_line = 0.0
+        self._now = clock.seconds if clock is not None else None
         # One byte of slack for the CR of a CRLF line end; the length of
         # the text itself is checked in lineReceived.
         self.MAX_LENGTH = max_line + 1
@@ -120,21 +124,34 @@ class GuardedLineReceiver(LineReceiver):
         """Filter telnet commands, frame lines, and enforce the line limit."""
         if self.transport.disconnecting:
             return  # closing: what arrives now gets no answer
+        if self._now is not None and b"\n" in data:
+            self.last_line = self._now()
+        if self._telnet.passes and b"\xff" not in data:
+            # Plain data, the usual case: no telnet sequence to take apart.
+            LineReceiver.dataReceived(self, data)
+            if len(self._buffer) >= self.max_line and not self.transport.disconnecting:
+                self._check_unterminated()
+            return
         for part in self._telnet.feed(data):
-            super().dataReceived(part.data)
+            LineReceiver.dataReceived(self, part.data)
             if self.transport.disconnecting:
                 return
-            buffered = self._buffer
-            if len(buffered) >= self.max_line:
-                unterminated = len(buffered) - buffered.rfind(b"\n") - 1
-                if unterminated >= self.max_line:
-                    self.lineLengthExceeded(buffered)
-                    return
+            if len(self._buffer) >= self.max_line and self._check_unterminated():
+                return
             if part.reply:
                 self.transport.write(part.reply)
             if part.interrupt:
                 self.interrupted()
                 return
+
+    def _check_unterminated(self) -> bool:
+        """Refuse ``max_line`` bytes with no line end; whether it did."""
+        buffered = self._buffer
+        unterminated = len(buffered) - buffered.rfind(b"\n") - 1
+        if unterminated >= self.max_line:
+            self.lineLengthExceeded(buffered)
+            return True
+        return False
 
     def lineReceived(self, line: bytes) -> None:
         """Decode and strip one line, then pass it on."""

@@ -17,6 +17,7 @@ from guessgame.classic import DialectDetector
 from guessgame.connection import PlayerConnection
 from guessgame.game import Game, GuessResult, NameResult, plural
 from guessgame.limits import ConnectionCounter, Limits
+from guessgame.lines import encode_line
 
 __all__ = ["PlayerFactory", "PlayerProtocol", "parse_guess"]
 
@@ -71,12 +72,27 @@ class PlayerProtocol(PlayerConnection):
         else:
             self.send_line(self.factory.prompt)
 
+    def lineReceived(self, line: bytes) -> None:
+        """Answer a plain guess at once; hand any other line to the full path.
+
+        Most lines are a guess alone ("15"), and ``bytes.isdigit`` is true
+        for ASCII digits only, as a whole number must be: such a line needs
+        no decoding, stripping or command parsing.
+        """
+        digits = line[:-1] if line[-1:] == b"\r" else line
+        if digits.isdigit() and len(digits) <= self.factory.guess_digits:
+            number = int(digits)
+            if self.game.lo <= number <= self.game.hi:
+                self._guess(number)
+                return
+        super().lineReceived(line)
+
     def _guess(self, number: int) -> None:
         outcome = self.game.guess(self.player, number)
         if outcome.result is GuessResult.LOW:
-            self.send_line(self.factory.too_low)
+            self.transport.write(self.factory.too_low_line)
         elif outcome.result is GuessResult.HIGH:
-            self.send_line(self.factory.too_high)
+            self.transport.write(self.factory.too_high_line)
         else:
             reply = (
                 f"Correct! The number was {outcome.number}. "
@@ -130,6 +146,11 @@ class PlayerFactory(protocol.Factory[protocol.Protocol]):
         self.greeting = f"{GREETING}\r\n{self.prompt}\r\n".encode()
         self.too_low = f"Too low! {self.prompt}"
         self.too_high = f"Too high! {self.prompt}"
+        # The two usual replies, encoded once for every player.
+        self.too_low_line = encode_line(self.too_low)
+        self.too_high_line = encode_line(self.too_high)
+        #: The most digits a guess in range can have (leading zeros aside).
+        self.guess_digits = len(str(game.hi))
         self.help_text = (
             f"Guess the secret whole number between {game.range_text}. "
             "Commands: name NICK (choose your name), top (best players), "

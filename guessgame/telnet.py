@@ -45,6 +45,15 @@ class TelnetFilter:
         self._sb_left = 0
         self._cap = subnegotiation_cap
 
+    @property
+    def passes(self) -> bool:
+        """Whether input without an 0xFF byte passes through untouched now.
+
+        True outside any telnet sequence: the caller may then skip `feed`
+        for a chunk with no 0xFF byte (the per-packet fast path).
+        """
+        return self._state == _DATA
+
     def _refusal(self, option: int) -> bytes:
         """The answer to ``DO``/``WILL`` ``option``: no (``DONT``/``WONT`` need none)."""
         if self._verb == DO:
