@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from guessgame.connection import PlayerConnection
-from guessgame.game import GuessResult
+from guessgame.game import Win
 from guessgame.lines import Transport
 
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ class ClassicPlayerProtocol(PlayerConnection):
         else:
             secret = self.player.secret
             outcome = self.game.guess(self.player, number)
-            if outcome.result is GuessResult.CORRECT:
+            if isinstance(outcome, Win):
                 self.won(outcome, lambda: self.reply(CORRECT))
             else:
                 self.reply(CLOSE if abs(number - secret) <= 2 else FAR)

@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from guessgame.game import GuessOutcome, Player
+from guessgame.game import Player, Win
 from guessgame.limits import IDLE_GOODBYE, IDLE_WARNING, LimitedLineReceiver
 from guessgame.lines import format_address
 
@@ -107,7 +107,7 @@ class PlayerConnection(LimitedLineReceiver):
 
     # A win.
 
-    def won(self, outcome: GuessOutcome, answer: Callable[[], None]) -> None:
+    def won(self, outcome: Win, answer: Callable[[], None]) -> None:
         """The round is over for this player: answer once the win is saved, then close.
 
         Nothing more is read meanwhile, so no line is answered after it.
@@ -115,7 +115,6 @@ class PlayerConnection(LimitedLineReceiver):
         self.hold("won")
         self.game.leave(self.player, "won")
         self._leave_reason = "won"
-        assert outcome.saved is not None
 
         def answer_and_close(_: object) -> None:
             if not self._gone:

@@ -37,6 +37,7 @@ __all__ = [
     "PlayerLink",
     "Renamed",
     "RoundStarted",
+    "Win",
     "Won",
     "parse_range",
     "plural",
@@ -154,26 +155,28 @@ class GameObserver(Protocol):
 
 
 class GuessResult(enum.Enum):
-    """How a valid guess compares with the secret."""
+    """A valid guess that missed: below or above the secret."""
 
     LOW = "low"
     HIGH = "high"
-    CORRECT = "correct"
 
 
-class GuessOutcome(NamedTuple):
-    """The answer to one valid guess.
+class Win(NamedTuple):
+    """A valid guess that found the secret.
 
-    For a win, ``saved`` fires once the win is durable: the player is told
-    ``Correct!`` only then.  ``guesses`` counts this round's valid guesses,
-    the winning one included.  (A named tuple: one is made per guess, and
-    it is the cheapest record Python has.)
+    ``guesses`` counts this round's valid guesses, the winning one
+    included.  ``saved`` fires once the win is durable: the player is told
+    ``Correct!`` only then.
     """
 
-    result: GuessResult
-    guesses: int
     number: int
-    saved: defer.Deferred[None] | None = None
+    guesses: int
+    saved: defer.Deferred[None]
+
+
+#: The answer to a valid guess.  A miss is one of two constants, so the
+#: usual answer costs no allocation.
+GuessOutcome = GuessResult | Win
 
 
 class NameResult(enum.Enum):
@@ -397,12 +400,12 @@ class Game(Service):
         self._counters.guesses += 1
         secret = player.secret if player.own_secret else self._secret
         if number < secret:
-            return GuessOutcome(GuessResult.LOW, player.guesses, number)
+            return GuessResult.LOW
         if number > secret:
-            return GuessOutcome(GuessResult.HIGH, player.guesses, number)
+            return GuessResult.HIGH
         return self._win(player, number)
 
-    def _win(self, player: Player, number: int) -> GuessOutcome:
+    def _win(self, player: Player, number: int) -> Win:
         guesses = player.guesses
         self._counters.wins += 1
         now = self.clock.seconds()
@@ -426,7 +429,7 @@ class Game(Service):
         player.guesses = 0
         if not player.own_secret:
             self._end_shared_round(player, number)
-        return GuessOutcome(GuessResult.CORRECT, guesses, number, saved)
+        return Win(number, guesses, saved)
 
     def _end_shared_round(self, winner: Player, number: int) -> None:
         self._new_round()

@@ -80,18 +80,19 @@ class PlayerProtocol(PlayerConnection):
         no decoding, stripping or command parsing.
         """
         digits = line[:-1] if line[-1:] == b"\r" else line
-        if digits.isdigit() and len(digits) <= self.factory.guess_digits:
+        factory = self.factory
+        if digits.isdigit() and len(digits) <= factory.guess_digits:
             number = int(digits)
-            if self.game.lo <= number <= self.game.hi:
+            if factory.lo <= number <= factory.hi:
                 self._guess(number)
                 return
         super().lineReceived(line)
 
     def _guess(self, number: int) -> None:
         outcome = self.game.guess(self.player, number)
-        if outcome.result is GuessResult.LOW:
+        if outcome is GuessResult.LOW:
             self.transport.write(self.factory.too_low_line)
-        elif outcome.result is GuessResult.HIGH:
+        elif outcome is GuessResult.HIGH:
             self.transport.write(self.factory.too_high_line)
         else:
             reply = (
@@ -151,6 +152,7 @@ class PlayerFactory(protocol.Factory[protocol.Protocol]):
         self.too_high_line = encode_line(self.too_high)
         #: The most digits a guess in range can have (leading zeros aside).
         self.guess_digits = len(str(game.hi))
+        self.lo, self.hi = game.lo, game.hi
         self.help_text = (
             f"Guess the secret whole number between {game.range_text}. "
             "Commands: name NICK (choose your name), top (best players), "

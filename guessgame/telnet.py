@@ -41,18 +41,13 @@ class TelnetFilter:
 
     def __init__(self, subnegotiation_cap: int = 1024) -> None:
         self._state = _DATA
+        #: Whether input without an 0xFF byte passes through untouched now
+        #: (outside any telnet sequence): the caller may then skip `feed`
+        #: for such a chunk.  An attribute, read once a packet.
+        self.passes = True
         self._verb = 0
         self._sb_left = 0
         self._cap = subnegotiation_cap
-
-    @property
-    def passes(self) -> bool:
-        """Whether input without an 0xFF byte passes through untouched now.
-
-        True outside any telnet sequence: the caller may then skip `feed`
-        for a chunk with no 0xFF byte (the per-packet fast path).
-        """
-        return self._state == _DATA
 
     def _refusal(self, option: int) -> bytes:
         """The answer to ``DO``/``WILL`` ``option``: no (``DONT``/``WONT`` need none)."""
@@ -62,7 +57,7 @@ class TelnetFilter:
             return bytes((IAC, DONT, option))
         return b""
 
-    def feed(self, chunk: bytes) -> list[Filtered]:
+    def feed(self, chunk: bytes) -> list[Filtered]:  # noqa: PLR0915 - one state machine
         """Filter one chunk into parts, in stream order.
 
         Each part's data comes before its reply, so negotiation answers
@@ -123,6 +118,7 @@ class TelnetFilter:
                     # A runaway subnegotiation: stop skipping, read data again.
                     state = _DATA
         self._state = state
+        self.passes = state == _DATA
         if before_interrupt is not None:
             parts.append(Filtered(before_interrupt, bytes(reply), interrupt=True))
         elif data or not parts:

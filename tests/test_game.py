@@ -15,6 +15,7 @@ from guessgame.game import (
     NameResult,
     Renamed,
     RoundStarted,
+    Win,
     Won,
     parse_range,
     plural,
@@ -57,11 +58,12 @@ def test_guess_low_high_correct() -> None:
     player = game.join(FakeLink(), "127.0.0.1:1")
     secret = secret_of(game)
     assert 1 < secret < 1000, "the seed must give an interior secret"
-    assert game.guess(player, secret - 1).result is GuessResult.LOW
-    assert game.guess(player, secret + 1).result is GuessResult.HIGH
+    assert game.guess(player, secret - 1) is GuessResult.LOW
+    assert game.guess(player, secret + 1) is GuessResult.HIGH
     outcome = game.guess(player, secret)
-    assert (outcome.result, outcome.number, outcome.guesses) == (GuessResult.CORRECT, secret, 3)
-    assert outcome.saved is not None and outcome.saved.called
+    assert isinstance(outcome, Win)
+    assert (outcome.number, outcome.guesses) == (secret, 3)
+    assert outcome.saved.called
 
 
 def test_shared_win_starts_new_round_and_notifies_others() -> None:
@@ -93,10 +95,10 @@ def test_solo_mode_gives_each_player_its_own_secret_and_no_notices() -> None:
     b = game.join(b_link, "127.0.0.1:2")
     assert a.secret != b.secret
     round_before = game.round
-    assert game.guess(a, a.secret).result is GuessResult.CORRECT
+    assert game.guess(a, a.secret).__class__ is Win
     assert game.round == round_before
     assert b_link.notices == []
-    assert game.guess(b, b.secret).result is GuessResult.CORRECT
+    assert game.guess(b, b.secret).__class__ is Win
 
 
 def test_new_round_resets_guesses_and_notifies() -> None:
@@ -177,7 +179,7 @@ def test_leaderboard_orders_by_wins_then_best_then_name() -> None:
         game.rename(player, name)
         for _ in range(guesses - 1):
             game.guess(player, player.secret % 10**6 + 1)
-        assert game.guess(player, player.secret).result is GuessResult.CORRECT
+        assert game.guess(player, player.secret).__class__ is Win
         game.leave(player, "won")
 
     win("carol", 5)
