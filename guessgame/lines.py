@@ -79,6 +79,7 @@ class GuardedLineReceiver(LineReceiver):
         self.MAX_LENGTH = max_line + 1
         self._telnet = TelnetFilter()
         self._holds: set[str] = set()
+        self._input_ended = False
 
     # What subclasses define.
 
@@ -117,6 +118,9 @@ class GuardedLineReceiver(LineReceiver):
         self._holds.discard(why)
         if not self._holds and self.paused and not self.transport.disconnecting:
             self.resumeProducing()
+            if self._input_ended and not self.paused and not self.transport.disconnecting:
+                # The peer half-closed while lines waited: all are answered now.
+                self.transport.loseConnection()
 
     # Framing.
 
@@ -177,8 +181,14 @@ class GuardedLineReceiver(LineReceiver):
     # letting the end of input drop the answers still queued.
 
     def readConnectionLost(self) -> None:
-        """The peer sent all it will: flush what is queued, then close."""
-        self.transport.loseConnection()
+        """The peer sent all it will: answer what is buffered, flush, then close.
+
+        Lines held back (a rate limit, a win being saved) are answered when
+        the hold is released, and the connection closes after them.
+        """
+        self._input_ended = True
+        if not self.paused:
+            self.transport.loseConnection()
 
     def writeConnectionLost(self) -> None:
         """Our side can no longer send: close."""

@@ -237,6 +237,20 @@ def test_rate_limit_allows_a_burst_then_pauses_reading() -> None:
     assert peer.transport.producerState == "producing"
 
 
+def test_rate_limited_lines_are_answered_after_a_half_close() -> None:
+    """A flood that ends in a half-close still gets every reply, then the close."""
+    peer, clock = rate_peer(10)
+    assert len(peer.send(b"x\n" * 25)) == 10
+    peer.proto.readConnectionLost()
+    assert not peer.closed
+    replies = 10
+    for _ in range(40):
+        clock.advance(0.05)
+        replies += len(peer.read())
+    assert replies == 25
+    assert peer.closed
+
+
 def test_rate_limit_holds_the_average() -> None:
     """A flood gets no more than the rate (plus the burst) over time."""
     peer, clock = rate_peer(100)
