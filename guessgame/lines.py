@@ -77,8 +77,10 @@ class GuardedLineReceiver(LineReceiver):
         # One byte of slack for the CR of a CRLF line end; the length of
         # the text itself is checked in lineReceived.
         self.MAX_LENGTH = max_line + 1
-        self._telnet = TelnetFilter()
-        self._holds: set[str] = set()
+        # Made on the first 0xFF byte: most clients never negotiate, and
+        # thousands of idle connections should cost as little as they can.
+        self._telnet: TelnetFilter | None = None
+        self._holds: frozenset[str] = frozenset()
         self._input_ended = False
 
     # What subclasses define.
@@ -111,11 +113,11 @@ class GuardedLineReceiver(LineReceiver):
         """
         if not self._holds:
             self.pauseProducing()
-        self._holds.add(why)
+        self._holds |= {why}
 
     def release(self, why: str) -> None:
         """Drop one reason to hold; read again when none is left."""
-        self._holds.discard(why)
+        self._holds -= {why}
         if not self._holds and self.paused and not self.transport.disconnecting:
             self.resumeProducing()
             if self._input_ended and not self.paused and not self.transport.disconnecting:
@@ -130,13 +132,16 @@ class GuardedLineReceiver(LineReceiver):
             return  # closing: what arrives now gets no answer
         if self._now is not None and b"\n" in data:
             self.last_line = self._now()
-        if self._telnet.passes and b"\xff" not in data:
+        telnet = self._telnet
+        if (telnet is None or telnet.passes) and b"\xff" not in data:
             # Plain data, the usual case: no telnet sequence to take apart.
             LineReceiver.dataReceived(self, data)
             if len(self._buffer) >= self.max_line and not self.transport.disconnecting:
                 self._check_unterminated()
             return
-        for part in self._telnet.feed(data):
+        if telnet is None:
+            telnet = self._telnet = TelnetFilter()
+        for part in telnet.feed(data):
             LineReceiver.dataReceived(self, part.data)
             if self.transport.disconnecting:
                 return
