@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import resource
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import address
@@ -69,6 +69,20 @@ class Limits:
     idle_timeout: float = 0
     max_rate: int = 0
     max_output: int = 0
+    # The rate limit as a token bucket of ``max_rate`` tokens refilled at
+    # ``max_rate`` a second, kept per connection as the time the bucket
+    # would be full again; reading resumes once a quarter is back.  These
+    # follow from ``max_rate`` and are worked out once, not per connection.
+    rate_interval: float = field(init=False)
+    rate_empty_ahead: float = field(init=False)
+    rate_refill: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        rate = self.max_rate
+        interval = 1.0 / rate if rate else 0.0
+        object.__setattr__(self, "rate_interval", interval)
+        object.__setattr__(self, "rate_empty_ahead", 1.0 - interval / 2)
+        object.__setattr__(self, "rate_refill", max(1.0, rate / 4) * interval)
 
     @property
     def idle_warning_after(self) -> float:
@@ -175,19 +189,12 @@ class LimitedLineReceiver(GuardedLineReceiver):
         super().__init__(max_line, clock)
         self.clock = clock
         self.limits = limits
-        self._clock_now = clock.seconds
         self._idle_call: IDelayedCall | None = None
         self._warned_for: float | None = None
-        # The rate limit as a token bucket of ``max_rate`` tokens refilled at
-        # ``max_rate`` a second, kept as the time the bucket would be full
-        # again (``_full_at``); reading resumes once a quarter is back.
-        rate = limits.max_rate
-        self._interval = 1.0 / rate if rate else 0.0
-        self._empty_ahead = 1.0 - self._interval / 2
-        self._refill = max(1.0, rate / 4) * self._interval
+        #: When the rate limit's token bucket would be full again.
         self._full_at = 0.0
         self._rate_call: IDelayedCall | None = None
-        if rate:
+        if limits.max_rate:
             # Only a connection with a rate limit pays for it, line by line.
             self.lineReceived = self._rate_limited_line  # type: ignore[method-assign]
         self._linger: IDelayedCall | None = None
@@ -210,7 +217,7 @@ class LimitedLineReceiver(GuardedLineReceiver):
 
     def start_limits(self) -> None:
         """Start the idle timer and the output cap."""
-        now = self._clock_now()
+        now = self.clock.seconds()
         self.last_line = now
         self._full_at = now
         limits = self.limits
@@ -237,11 +244,12 @@ class LimitedLineReceiver(GuardedLineReceiver):
 
     def _rate_limited_line(self, line: bytes) -> None:
         """``lineReceived`` when there is a rate limit: spend a token first."""
-        now = self._clock_now()
+        now = self.clock.seconds()
+        limits = self.limits
         full_at = self._full_at
-        full_at = (full_at if full_at > now else now) + self._interval
+        full_at = (full_at if full_at > now else now) + limits.rate_interval
         self._full_at = full_at
-        if full_at - now > self._empty_ahead:
+        if full_at - now > limits.rate_empty_ahead:
             self._throttle(full_at - now)
         GuardedLineReceiver.lineReceived(self, line)
 
@@ -251,7 +259,7 @@ class LimitedLineReceiver(GuardedLineReceiver):
         if self._rate_call is not None:
             return
         self.hold("rate")
-        delay = ahead - 1.0 + self._refill
+        delay = ahead - 1.0 + self.limits.rate_refill
         self._rate_call = self.clock.callLater(delay, self._unthrottle)
 
     def _unthrottle(self) -> None:
@@ -262,7 +270,7 @@ class LimitedLineReceiver(GuardedLineReceiver):
 
     def _check_idle(self) -> None:
         self._idle_call = None
-        now = self._clock_now()
+        now = self.clock.seconds()
         timeout = self.limits.idle_timeout
         last = self.last_line
         idle = now - last
