@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from twisted.internet import protocol
 from twisted.internet.interfaces import IAddress
-from twisted.logger import Logger
 
 from guessgame.classic import DialectDetector
 from guessgame.connection import PlayerConnection
@@ -20,8 +19,6 @@ from guessgame.limits import ConnectionCounter, Limits
 from guessgame.lines import encode_line
 
 __all__ = ["PlayerFactory", "PlayerProtocol", "parse_guess"]
-
-log = Logger()
 
 GREETING = "You are now connected to the server!"
 NAME_RULE = "A name is 1-16 letters, digits, _ or -."
