@@ -8,11 +8,8 @@ daemon's own memory is measured; Debian's ``telnet`` in a pseudo-terminal.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +24,7 @@ from guessgame.game import Game, Left
 from guessgame.limits import IDLE_GOODBYE, SERVER_FULL, TOO_MANY_FROM_ADDRESS, Limits
 from guessgame.player import PlayerFactory
 from tests.common import LineClient, listen, make_game, open_client, secret_of
+from tests.e2e import Daemon
 
 GREETING = ["You are now connected to the server!", "Pick a number between 1-30"]
 
@@ -221,51 +219,6 @@ def test_500_aborted_connections_leave_no_player() -> Iterator[Any]:
 # The daemon as a subprocess: its memory while a player stops reading.
 
 
-def _start_daemon(log: str, *args: str) -> tuple[subprocess.Popen[bytes], int, int]:
-    """Start ``twistd -n guessgame`` on free loopback ports; return it and the ports."""
-    twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-    process = subprocess.Popen(
-        [
-            twistd,
-            "-n",
-            "--pidfile=",
-            f"--logfile={log}",
-            "guessgame",
-            "--player=tcp:0:interface=127.0.0.1",
-            "--admin=tcp:0:interface=127.0.0.1",
-            *args,
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    ports: dict[str, int] = {}
-    deadline = time.monotonic() + 20
-    # The daemon is another process: its log file is the only news of it.
-    while len(ports) < 2 and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
-        if os.path.exists(log):
-            with open(log, encoding="utf-8") as f:
-                text = f.read()
-            for role, number in re.findall(
-                r"(player|admin) port listening on 127\.0\.0\.1:(\d+)", text
-            ):
-                ports[role] = int(number)
-    if len(ports) < 2:
-        _stop_daemon(process)
-        pytest.fail("the daemon did not start listening")
-    return process, ports["player"], ports["admin"]
-
-
-def _stop_daemon(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def _memory_kib(pid: int, field: str) -> int:
     with open(f"/proc/{pid}/status", encoding="ascii") as f:
         for line in f:
@@ -276,10 +229,8 @@ def _memory_kib(pid: int, field: str) -> int:
 
 def test_never_reading_player_is_dropped_and_memory_stays_flat(tmp_path: Any) -> None:
     """A player that never reads is closed (reason error) and the daemon's memory stays flat."""
-    daemon, player_port, admin_port = _start_daemon(
-        str(tmp_path / "twistd.log"), "--max-line=2048", "--max-output=65536"
-    )
-    try:
+    with Daemon("--max-line=2048", "--max-output=65536", cwd=tmp_path) as daemon:
+        player_port, admin_port = daemon.ports["player"], daemon.ports["admin"]
         lazy = socket.socket()
         lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         lazy.connect(("127.0.0.1", player_port))
@@ -287,7 +238,7 @@ def test_never_reading_player_is_dropped_and_memory_stays_flat(tmp_path: Any) ->
         reader = admin.makefile("rb")
         admin.sendall(b"Admin-Greetings\r\n")
         assert reader.readline().startswith(b"OK Admin-Greetings, ")
-        before = _memory_kib(daemon.pid, "VmRSS")
+        before = _memory_kib(daemon.proc.pid, "VmRSS")
         sent = 0
         left = None
         # Up to 32 MB of notices, each one different (a notice sent to many
@@ -307,14 +258,12 @@ def test_never_reading_player_is_dropped_and_memory_stays_flat(tmp_path: Any) ->
                 else:
                     assert line.startswith(b"EVENT"), line
         assert left is not None and left.rstrip().endswith(b" error"), left
-        grown = _memory_kib(daemon.pid, "VmHWM") - before
+        grown = _memory_kib(daemon.proc.pid, "VmHWM") - before
         assert grown < 16 * 1024, f"daemon memory grew by {grown} KiB"
         admin.sendall(b"count\r\n")
         assert reader.readline() == b"OK 0 players\r\n"
         lazy.close()
         admin.close()
-    finally:
-        _stop_daemon(daemon)
 
 
 # A real telnet client in a pseudo-terminal.
