@@ -85,6 +85,9 @@ def parse_range(text: str) -> tuple[int, int]:
 class PlayerLink(Protocol):
     """How the game reaches one connected player (a protocol, or a fake)."""
 
+    #: Whether notices reach this player at all (classic clients get none).
+    takes_notices: bool
+
     def notice(self, text: str) -> None:
         """Deliver a ``*** `` notice line between replies."""
 
@@ -354,11 +357,13 @@ class Game(Service):
         return True
 
     def say(self, text: str) -> int:
-        """Send the administrator's message to every player; return how many."""
+        """Send the administrator's message to every player; return how many got it."""
         notice = f"*** Message from the administrator: {text}"
+        reached = 0
         for player in list(self.players.values()):
             player.link.notice(notice)
-        return len(self.players)
+            reached += player.link.takes_notices
+        return reached
 
     # Rounds and guesses.
 

@@ -26,6 +26,8 @@ from guessgame.store import MemoryStore, Store
 class FakeLink:
     """A `PlayerLink` that records notices and whether it was closed."""
 
+    takes_notices = True
+
     def __init__(self) -> None:
         self.notices: list[str] = []
         self.closed = False

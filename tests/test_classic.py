@@ -282,7 +282,7 @@ def test_no_notices_and_kick_closes_silently() -> None:
     observer = FakeObserver()
     game.add_observer(observer)
     conn, player = classic_player(game)
-    assert game.say("hello all") == 1
+    assert game.say("hello all") == 0  # sent to nobody: classic clients get no notices
     game.new_round()
     assert conn.transport.take() == []
     assert game.kick(player.id)
