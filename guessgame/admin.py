@@ -136,7 +136,9 @@ class AdminProtocol(GuardedLineReceiver):
             self.classic.hello()
             return
         if text is None:
-            self.send_line("ERR invalid UTF-8")
+            self.send_line(
+                "ERR invalid UTF-8" if self.authenticated else "ERR send Admin-Greetings first"
+            )
             return
         word, _, argument = text.partition(" ")
         command = word.lower()
@@ -171,6 +173,8 @@ class AdminProtocol(GuardedLineReceiver):
         self.send_line(f"OK Admin-Greetings, {plural(len(self.game.players), 'player')} online")
 
     def _refuse(self, text: str) -> None:
+        # The last line is this answer: no event may follow it.
+        self.game.remove_observer(self)
         self.send_line(text)
         self._buffer = b""
         self.transport.loseConnection()

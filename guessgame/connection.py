@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from guessgame.game import Player, Win
+from guessgame.game import SHUTTING_DOWN, Player, Win
 from guessgame.limits import IDLE_GOODBYE, IDLE_WARNING, LimitedLineReceiver
 from guessgame.lines import format_address
 
@@ -63,6 +63,11 @@ class PlayerConnection(LimitedLineReceiver):
     def connectionMade(self) -> None:
         """Join the game and greet, or refuse when a connection limit is reached."""
         self._peer = peer = self.transport.getPeer()
+        if not self.game.running:
+            # Accepted as the server stops (after a dialect wait, say).
+            self.say_goodbye(SHUTTING_DOWN, "shutdown")
+            self._gone = True
+            return
         refusal = self.factory.admit(peer)
         if refusal is not None:
             self._gone = True
@@ -126,8 +131,12 @@ class PlayerConnection(LimitedLineReceiver):
     # Ways out.
 
     def say_goodbye(self, text: str, reason: str) -> None:
-        """Send the goodbye ``text`` (where notices show) and close, leaving for ``reason``."""
-        if self._gone:
+        """Send the goodbye ``text`` (where notices show) and close, leaving for ``reason``.
+
+        A player whose win is being saved is already on its way out: its
+        last line is ``Correct!``, whatever else happens meanwhile.
+        """
+        if self._gone or self._leave_reason == "won":
             return
         self._leave_reason = reason
         if self.takes_notices:

@@ -52,6 +52,8 @@ DEFAULT_NAME_PATTERN = re.compile(r"player[0-9]+", re.IGNORECASE)
 
 MODES = ("shared", "solo")
 
+SHUTTING_DOWN = "*** The server is shutting down. Goodbye!"
+
 #: Why a player left, as the ``EVENT leave`` line spells it.
 LEAVE_REASONS = ("quit", "won", "kicked", "idle", "closed", "shutdown", "error")
 
@@ -263,7 +265,7 @@ class Game(Service):
         self._stopping = True
         closing: list[defer.Deferred[None]] = []
         for player in list(self.players.values()):
-            player.link.notice("*** The server is shutting down. Goodbye!")
+            player.link.notice(SHUTTING_DOWN)
             self.leave(player, "shutdown")
             closing.append(player.link.close())
         for observer in list(self._observers):

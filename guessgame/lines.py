@@ -170,6 +170,8 @@ class GuardedLineReceiver(LineReceiver):
         """Refuse ``max_line`` bytes with no line end; whether it did."""
         buffered = self._buffer
         unterminated = len(buffered) - buffered.rfind(b"\n") - 1
+        # A CR last may be the first half of a CRLF line end.
+        unterminated -= buffered.endswith(b"\r")
         if unterminated >= self.max_line:
             self.lineLengthExceeded(buffered)
             return True
@@ -183,7 +185,9 @@ class GuardedLineReceiver(LineReceiver):
             self.lineLengthExceeded(line)
             return
         try:
-            text: str | None = line.decode("utf-8").strip()
+            # Spaces and tabs around a line are ignored; other control
+            # characters are input (and make it invalid), not white space.
+            text: str | None = line.decode("utf-8").strip(" \t")
         except UnicodeDecodeError:
             text = None
         self.text_received(text)

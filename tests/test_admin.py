@@ -252,3 +252,12 @@ def test_admin_leaving_stops_events() -> None:
     peer = admin(game)
     peer.lose()
     assert peer.proto not in game._observers
+
+
+def test_nothing_follows_ok_bye() -> None:
+    """After quit's 'OK bye' the administrator gets no more events."""
+    game = make_game()
+    peer = admin(game)
+    assert peer.send(b"quit\n") == ["OK bye"]
+    players(game, 1)
+    assert peer.read() == []

@@ -128,7 +128,7 @@ def test_player_hostile_input(data: bytes, expected: bytes, stays_open: bool) ->
 
 
 ADMIN_ROWS: list[tuple[str, bytes, bytes, bool]] = [
-    ("invalid utf-8", b"\xc3\x28\n", lines("ERR invalid UTF-8"), True),
+    ("invalid utf-8", b"\xc3\x28\n", lines("ERR send Admin-Greetings first"), True),
     ("command before handshake", b"who\n", lines("ERR send Admin-Greetings first"), True),
     ("NUL before handshake", b"\x00\n", lines("ERR send Admin-Greetings first"), True),
     ("line too long", b"x" * 513 + b"\n", lines("ERR line too long"), False),

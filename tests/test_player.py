@@ -237,3 +237,55 @@ def test_notices_after_close_are_not_written() -> None:
 def test_parse_guess(text: str, expected: int | None) -> None:
     """parse_guess accepts ASCII whole numbers in range, however long, else None."""
     assert parse_guess(text, 1, 30) == expected
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\x1f5\n", b"\x0b5\n", b"\x0c5\n", b"\xc2\xa05\n", b"5\xc2\x85\n", b"\x005\n"],
+    ids=["unit separator", "vertical tab", "form feed", "no-break space", "NEL", "NUL"],
+)
+def test_control_characters_around_a_guess_are_not_white_space(data: bytes) -> None:
+    """Only spaces and tabs are stripped: a guess wrapped in control characters is not one."""
+    peer = player(game_with_secret(17))
+    assert peer.send(data) == [PROMPT]
+    assert peer.proto.player.guesses == 0
+
+
+def test_a_cr_split_from_its_lf_does_not_count_against_the_limit() -> None:
+    """A 511-byte line whose CRLF is split between packets is answered like the whole."""
+    peer = player(make_game())
+    assert peer.send(b"x" * 511 + b"\r") == []
+    assert peer.send(b"\n") == [PROMPT]
+    assert not peer.closed
+
+
+def test_a_win_being_saved_is_answered_correct_even_after_ctrl_c() -> None:
+    """Ctrl-C while the win is saved: the last line is still Correct!, never Goodbye!."""
+    from twisted.internet import defer
+
+    from guessgame.store import MemoryStore
+
+    class SlowStore(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pending: defer.Deferred[None] = defer.Deferred()
+
+        def record_win(self, entry: object) -> defer.Deferred[None]:  # type: ignore[override]
+            return self.pending
+
+    store = SlowStore()
+    peer = player(game_with_secret(17, store=store))
+    assert peer.send(b"17\n\xff\xf4") == []
+    store.pending.callback(None)
+    assert peer.read() == ["Correct! The number was 17. You won in 1 guess!"]
+    assert peer.closed
+
+
+def test_a_connection_accepted_as_the_server_stops_is_told_and_closed() -> None:
+    """A player connecting after the game stopped gets the shutdown notice, and no join."""
+    game = make_game()
+    game.stopService()
+    peer = connect(PlayerFactory(game))
+    assert peer.read() == ["*** The server is shutting down. Goodbye!"]
+    assert peer.closed
+    assert game.players == {}
