@@ -17,10 +17,12 @@ $(BIN)/python:
 
 # Stamps record that the install ran against the current setup.cfg.
 $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
+	@echo "installing guessgame into $(VENV) (a minute on the first run)"
 	$(BIN)/python -m pip install --quiet --editable .
 	@touch $@
 
 $(VENV)/.installed-test: $(BIN)/python setup.cfg pyproject.toml
+	@echo "installing guessgame and its test tools into $(VENV) (a minute on the first run)"
 	$(BIN)/python -m pip install --quiet --editable '.[test]'
 	@touch $@ $(VENV)/.installed
 
