@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from guessgame.store import Counters, LeaderboardEntry, MemoryStore, Store
 
 __all__ = [
+    "SHUTTING_DOWN",
     "Event",
     "Game",
     "GameObserver",

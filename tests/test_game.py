@@ -53,7 +53,7 @@ def test_parse_range_refuses(text: str) -> None:
 
 
 def test_guess_low_high_correct() -> None:
-    """Guesses below, above and at the secret get LOW, HIGH and CORRECT."""
+    """Guesses below, above and at the secret get LOW, HIGH and a Win."""
     game = make_game(lo=1, hi=1000)
     player = game.join(FakeLink(), "127.0.0.1:1")
     secret = secret_of(game)
