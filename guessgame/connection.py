@@ -61,14 +61,14 @@ class PlayerConnection(LimitedLineReceiver):
     # Connection life cycle.
 
     def connectionMade(self) -> None:
-        """Join the game and greet, or refuse when a connection limit is reached."""
+        """Join the game and greet, or refuse: server full, address full, or stopping."""
         self._peer = peer = self.transport.getPeer()
+        refusal: str | None
         if not self.game.running:
             # Accepted as the server stops (after a dialect wait, say).
-            self.say_goodbye(SHUTTING_DOWN, "shutdown")
-            self._gone = True
-            return
-        refusal = self.factory.admit(peer)
+            refusal = SHUTTING_DOWN
+        else:
+            refusal = self.factory.admit(peer)
         if refusal is not None:
             self._gone = True
             if self.takes_notices:
