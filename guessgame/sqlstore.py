@@ -259,8 +259,9 @@ class SQLiteStore:
         self._queued: _Row = self._saved
         # Wins whose write failed, by name key: written again with the next write.
         self._unsaved: dict[str, LeaderboardEntry] = {}
-        # What the next transaction carries: a win, or None for "the counters".
-        self._waiting: list[tuple[LeaderboardEntry | None, defer.Deferred[None]]] = []
+        # What the next transaction carries: an entry (or None), whether it is
+        # a win (or just the counters), and who waits for it.
+        self._waiting: list[tuple[LeaderboardEntry | None, bool, defer.Deferred[None]]] = []
         # The transaction running now.
         self._busy: defer.Deferred[None] | None = None
 
@@ -304,17 +305,17 @@ class SQLiteStore:
         elif counters.rounds > self._queued[0]:
             self.flush()
 
-    def record_win(self, entry: LeaderboardEntry) -> defer.Deferred[None]:
-        """Commit ``entry`` and the counters; fire once committed, never fail."""
+    def record_win(self, entry: LeaderboardEntry | None) -> defer.Deferred[None]:
+        """Commit ``entry`` (if any) and the counters; fire once committed, never fail."""
         if self._pool is None:
             self.failing = True
             log.error(
                 "database {path} is closed: win not written: {entry}",
                 path=self.path,
-                entry=_describe((entry,)),
+                entry=_describe((entry,) if entry is not None else ()),
             )
             return defer.succeed(None)
-        return self._ask(entry)
+        return self._ask(entry, win=True)
 
     def flush(self) -> defer.Deferred[None]:
         """Write the counters (and any win not yet written) if they changed.
@@ -323,7 +324,7 @@ class SQLiteStore:
         """
         if self._pool is None:
             return defer.succeed(None)
-        return self._ask(None)
+        return self._ask(None, win=False)
 
     @defer.inlineCallbacks
     def close(self) -> Any:
@@ -344,9 +345,9 @@ class SQLiteStore:
     def _row(self) -> _Row:
         return (*_counter_values(self._counters), self._id_mark)
 
-    def _ask(self, entry: LeaderboardEntry | None) -> defer.Deferred[None]:
+    def _ask(self, entry: LeaderboardEntry | None, *, win: bool) -> defer.Deferred[None]:
         d: defer.Deferred[None] = defer.Deferred()
-        self._waiting.append((entry, d))
+        self._waiting.append((entry, win, d))
         self._next()
         return d
 
@@ -357,13 +358,13 @@ class SQLiteStore:
         waiting, self._waiting = self._waiting, []
         batch = dict(self._unsaved)
         wins = 0
-        for entry, _ in waiting:
+        for entry, win, _ in waiting:
+            wins += win
             if entry is not None:
-                wins += 1
                 batch[entry.name.lower()] = entry
         row = self._row()
         if not batch and row == self._saved:
-            for _, d in waiting:
+            for _, _, d in waiting:
                 d.callback(None)
             return
         entries = tuple(batch.values())
@@ -381,7 +382,7 @@ class SQLiteStore:
             if isinstance(result, Failure):
                 log.failure("store bookkeeping failed", result)
             self._busy = None
-            for _, d in waiting:
+            for _, _, d in waiting:
                 d.callback(None)
             self._next()
 

@@ -7,12 +7,16 @@ throwaway games; a durable store implements the same interface.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from twisted.internet import defer
 
-__all__ = ["Counters", "LeaderboardEntry", "MemoryStore", "Snapshot", "Store"]
+__all__ = ["NAME_PATTERN", "Counters", "LeaderboardEntry", "MemoryStore", "Snapshot", "Store"]
+
+#: A player name, what ``name NICK`` accepts and what a leaderboard entry holds.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,16}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +68,12 @@ class Store(Protocol):
         starts after them: ids and round numbers are never reused.
         """
 
-    def record_win(self, entry: LeaderboardEntry) -> defer.Deferred[None]:
-        """Save ``entry`` and the counters; fire once durable, never fail."""
+    def record_win(self, entry: LeaderboardEntry | None) -> defer.Deferred[None]:
+        """Save a win: ``entry`` and the counters; fire once durable, never fail.
+
+        ``entry`` is None for a win under a default name, which is not on
+        the leaderboard: only the counters change.
+        """
 
     def close(self) -> defer.Deferred[None]:
         """Write what is pending and let go of resources."""
@@ -87,9 +95,10 @@ class MemoryStore:
     def sequences_advanced(self) -> None:
         """Nothing outlives the process, so nothing to reserve."""
 
-    def record_win(self, entry: LeaderboardEntry) -> defer.Deferred[None]:
+    def record_win(self, entry: LeaderboardEntry | None) -> defer.Deferred[None]:
         """Remember ``entry``; already durable as far as memory goes."""
-        self._board[entry.name.lower()] = entry
+        if entry is not None:
+            self._board[entry.name.lower()] = entry
         return defer.succeed(None)
 
     def close(self) -> defer.Deferred[None]:

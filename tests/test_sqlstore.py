@@ -265,6 +265,21 @@ def test_win_is_committed_before_it_fires(db: Path, stores: list[SQLiteStore]) -
 
 
 @pytest_twisted.inlineCallbacks
+def test_default_name_win_commits_counters_only(db: Path, stores: list[SQLiteStore]) -> Any:
+    """A win under a default name: the counters are in the file when Correct! goes, no entry."""
+    store = running(db, stores)
+    game = make_game(store=store)
+    peer = connect(PlayerFactory(game))
+    peer.read()
+    secret = secret_of(game)
+    peer.proto.dataReceived(f"{secret}\n".encode())
+    yield settled(store)
+    assert peer.read() == [f"Correct! The number was {secret}. You won in 1 guess!"]
+    assert counters_in(db)[1:3] == (1, 1)
+    assert read(db, "SELECT count(*) FROM leaderboard") == [(0,)]
+
+
+@pytest_twisted.inlineCallbacks
 def test_counters_flushed_on_the_clock(db: Path, stores: list[SQLiteStore]) -> Any:
     """Guesses reach the file at the next flush, not before."""
     clock = Clock()
