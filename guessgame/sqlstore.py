@@ -28,10 +28,11 @@ the records are written again at the next flush.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from twisted.enterprise import adbapi
 from twisted.internet import defer, task
@@ -39,7 +40,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from guessgame.store import Counters, LeaderboardEntry, Snapshot
+from guessgame.store import NAME_PATTERN, Counters, LeaderboardEntry, Snapshot
 
 __all__ = [
     "APPLICATION_ID",
@@ -146,7 +147,7 @@ def open_store(
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number + 1}")
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        snapshot, id_mark = _load(conn)
+        snapshot, id_mark = _load(conn, where)
         # A crash may have handed out any id up to the saved mark: start
         # after it, and reserve the first block before any id is used.
         counters = snapshot.counters
@@ -193,17 +194,60 @@ def _check(conn: sqlite3.Connection, where: str, known: int) -> None:
         )
 
 
-def _load(conn: sqlite3.Connection) -> tuple[Snapshot, int]:
-    rounds, wins, guesses, last_id, id_mark = conn.execute(
-        "SELECT rounds, wins, guesses, last_id, id_mark FROM counters WHERE only_row = 1"
-    ).fetchone()
+def _load(conn: sqlite3.Connection, where: str) -> tuple[Snapshot, int]:
+    """Read the counters and the leaderboard, refusing any value the schema does not allow.
+
+    SQLite keeps whatever value it is given in any column, so a file
+    changed by hand or by another program can hold text where a count
+    belongs: that is refused here, by name, rather than failing later in
+    the middle of a game.
+    """
+    rows = conn.execute(
+        "SELECT only_row, rounds, wins, guesses, last_id, id_mark FROM counters"
+    ).fetchall()
+    if not rows or (len(rows) == 1 and rows[0][0] != 1):
+        raise _damaged(where, "the counters row is missing")
+    if len(rows) > 1:
+        raise _damaged(where, f"the counters table holds {len(rows)} rows, not 1")
+    values = rows[0][1:]
+    for column, value in zip(_COUNTER_COLUMNS, values, strict=True):
+        if not _is_count(value, 0):
+            raise _damaged(where, f"counters: {column} is {value!r}, not a whole number >= 0")
+    rounds, wins, guesses, last_id, id_mark = values
     entries = [
-        LeaderboardEntry(name, wins_, best, last_win)
-        for name, wins_, best, last_win in conn.execute(
-            "SELECT name, wins, best, last_win FROM leaderboard"
-        )
+        _entry(where, row)
+        for row in conn.execute("SELECT name_key, name, wins, best, last_win FROM leaderboard")
     ]
     return Snapshot(Counters(rounds, wins, guesses, last_id), entries), id_mark
+
+
+_COUNTER_COLUMNS = ("rounds", "wins", "guesses", "last_id", "id_mark")
+
+
+def _is_count(value: object, least: int) -> TypeGuard[int]:
+    # SQLite gives back int, float, str, bytes or None: an int is a whole number.
+    return isinstance(value, int) and value >= least
+
+
+def _entry(where: str, row: tuple[object, ...]) -> LeaderboardEntry:
+    """One leaderboard row as an entry, or `StoreError` saying what is wrong with it."""
+    key, name, wins, best, last_win = row
+    what = f"leaderboard entry {key!r}"
+    if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
+        raise _damaged(where, f"{what}: name {name!r} is not 1-16 letters, digits, _ or -")
+    if key != name.lower():
+        raise _damaged(where, f"{what}: name_key is not the name {name!r} in lower case")
+    if not _is_count(wins, 1):
+        raise _damaged(where, f"{what}: wins is {wins!r}, not a whole number >= 1")
+    if not _is_count(best, 1):
+        raise _damaged(where, f"{what}: best is {best!r}, not a whole number >= 1")
+    if not isinstance(last_win, (int, float)) or not math.isfinite(last_win):
+        raise _damaged(where, f"{what}: last_win is {last_win!r}, not a time")
+    return LeaderboardEntry(name, wins, best, float(last_win))
+
+
+def _damaged(where: str, what: str) -> StoreError:
+    return StoreError(f"damaged guessgame database: {where} ({what})")
 
 
 def _counter_values(counters: Counters) -> tuple[int, int, int, int]:

@@ -177,6 +177,78 @@ def test_newer_version(db: Path) -> None:
     )
 
 
+def damage(path: Path, statements: str) -> bytes:
+    """A guessgame database at ``path`` changed by ``statements``; its bytes after."""
+    open_store(str(path), Clock())
+    conn = sqlite3.connect(path)
+    conn.executescript(statements)
+    conn.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("statements", "what"),
+    [
+        ("DELETE FROM counters", "the counters row is missing"),
+        (
+            "PRAGMA ignore_check_constraints = ON; INSERT INTO counters VALUES (2, 0, 0, 0, 0, 0)",
+            "the counters table holds 2 rows, not 1",
+        ),
+        ("UPDATE counters SET wins = 'many'", "counters: wins is 'many', not a whole number >= 0"),
+        ("UPDATE counters SET guesses = -3", "counters: guesses is -3, not a whole number >= 0"),
+        ("UPDATE counters SET rounds = 2.5", "counters: rounds is 2.5, not a whole number >= 0"),
+        (
+            "UPDATE counters SET last_id = x'00'",
+            "counters: last_id is b'\\x00', not a whole number >= 0",
+        ),
+        ("UPDATE counters SET id_mark = -1", "counters: id_mark is -1, not a whole number >= 0"),
+        (
+            "INSERT INTO leaderboard VALUES ('ann', 'Ann', 'three', 2, 100.0)",
+            "leaderboard entry 'ann': wins is 'three', not a whole number >= 1",
+        ),
+        (
+            "INSERT INTO leaderboard VALUES ('ann', 'Ann', 0, 2, 100.0)",
+            "leaderboard entry 'ann': wins is 0, not a whole number >= 1",
+        ),
+        (
+            "INSERT INTO leaderboard VALUES ('ann', 'Ann', 1, 1.5, 100.0)",
+            "leaderboard entry 'ann': best is 1.5, not a whole number >= 1",
+        ),
+        (
+            "INSERT INTO leaderboard VALUES ('ann', 'Ann', 1, 2, 'noon')",
+            "leaderboard entry 'ann': last_win is 'noon', not a time",
+        ),
+        (
+            "INSERT INTO leaderboard VALUES ('ann', 'Ann', 1, 2, 9e999)",
+            "leaderboard entry 'ann': last_win is inf, not a time",
+        ),
+        (
+            "INSERT INTO leaderboard VALUES ('bob', 'Ann', 1, 2, 100.0)",
+            "leaderboard entry 'bob': name_key is not the name 'Ann' in lower case",
+        ),
+        (
+            "INSERT INTO leaderboard VALUES ('a b', 'a b', 1, 2, 100.0)",
+            "leaderboard entry 'a b': name 'a b' is not 1-16 letters, digits, _ or -",
+        ),
+        (
+            "INSERT INTO leaderboard VALUES ('', '', 1, 2, 100.0)",
+            "leaderboard entry '': name '' is not 1-16 letters, digits, _ or -",
+        ),
+        (
+            "INSERT INTO leaderboard VALUES (x'616e6e', x'616e6e', 1, 2, 100.0)",
+            "leaderboard entry b'ann': name b'ann' is not 1-16 letters, digits, _ or -",
+        ),
+    ],
+)
+def test_wrong_values_are_refused(db: Path, statements: str, what: str) -> None:
+    """A database that does not hold what the schema says is refused, and left as it was."""
+    before = damage(db, statements)
+    with pytest.raises(StoreError) as caught:
+        open_store(str(db), Clock())
+    assert str(caught.value) == f"damaged guessgame database: {db} ({what})"
+    assert db.read_bytes() == before
+
+
 @pytest.mark.parametrize(
     ("where", "reason"),
     [
@@ -493,6 +565,33 @@ def test_win_survives_kill_9(tmp_path: Path) -> None:
         assert last_ids[0] > new_ids[0]
     # The clean stop wrote the counters and gave back the unused ids.
     assert counters_in(db)[1:] == (1, guesses, last_ids[0], last_ids[0])
+
+
+@pytest.mark.parametrize(
+    ("statements", "what"),
+    [
+        ("DELETE FROM counters", "the counters row is missing"),
+        (
+            "INSERT INTO leaderboard VALUES ('ann', 'Ann', 'three', 2, 100.0)",
+            "leaderboard entry 'ann': wins is 'three', not a whole number >= 1",
+        ),
+    ],
+)
+def test_wrong_values_stop_twistd_with_one_line(tmp_path: Path, statements: str, what: str) -> None:
+    """A --db holding wrong values: one line on stderr, status 1, the file untouched."""
+    db = tmp_path / "game.sqlite3"
+    before = damage(db, statements)
+    done = subprocess.run(
+        daemon_command("--db", str(db)),
+        check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=WAIT,
+    )
+    assert done.stderr.decode() == f"guessgame: damaged guessgame database: {db} ({what})\n"
+    assert done.returncode == 1
+    assert db.read_bytes() == before
 
 
 def test_not_a_database_stops_twistd_with_one_line(tmp_path: Path) -> None:
