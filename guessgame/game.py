@@ -470,4 +470,5 @@ class Game(Service):
             "mode": self.mode,
             "range": self.range_text,
             "store": "failing" if self.store.failing else "ok",
+            "unsaved": self.store.unsaved,
         }

@@ -58,6 +58,10 @@ class Store(Protocol):
     def failing(self) -> bool:
         """Whether the last write failed (``stats`` shows ``store=failing``)."""
 
+    @property
+    def unsaved(self) -> int:
+        """How many wins wait for a failing store (``stats`` shows ``unsaved=N``)."""
+
     def load(self) -> Snapshot:
         """Return the saved state; the game keeps and updates its counters."""
 
@@ -83,6 +87,7 @@ class MemoryStore:
     """A `Store` that keeps everything in memory and nothing across runs."""
 
     failing = False
+    unsaved = 0
 
     def __init__(self) -> None:
         self._counters = Counters()

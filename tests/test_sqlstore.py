@@ -17,6 +17,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python import usage
 
 from guessgame import sqlstore
+from guessgame.admin import AdminFactory
 from guessgame.player import PlayerFactory
 from guessgame.sqlstore import (
     APPLICATION_ID,
@@ -75,6 +76,34 @@ def errors() -> Iterator[list[dict[str, Any]]]:
     globalLogPublisher.addObserver(observer)
     yield seen
     globalLogPublisher.removeObserver(observer)
+
+
+@pytest.fixture
+def store_log() -> Iterator[list[dict[str, Any]]]:
+    """The events the SQLite store logged during the test, every level."""
+    seen: list[dict[str, Any]] = []
+
+    def observer(event: dict[str, Any]) -> None:
+        if event.get("log_namespace") == sqlstore.log.namespace:
+            seen.append(event)
+
+    globalLogPublisher.addObserver(observer)
+    yield seen
+    globalLogPublisher.removeObserver(observer)
+
+
+@pytest.fixture
+def attempts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One item for each write transaction the store runs (the real one still runs)."""
+    seen: list[int] = []
+    save = sqlstore._save
+
+    def counted(*args: Any) -> None:
+        seen.append(1)
+        save(*args)
+
+    monkeypatch.setattr(sqlstore, "_save", counted)
+    return seen
 
 
 @defer.inlineCallbacks
@@ -437,14 +466,12 @@ def test_failing_writes_do_not_stop_the_game(
     assert peer.read() == [f"Correct! The number was {secret}. You won in 1 guess!"]
     assert game.stats()["store"] == "failing"
     assert read(db, "SELECT count(*) FROM leaderboard") == [(0,)]
-    # The win is logged; the new round's counters fail quietly: same outage.
-    assert [e["what"] for e in errors] == ["win"]
-    text = formatEvent(errors[0])
-    assert text.startswith(f"cannot write win to database {db}: attempt to write a readonly")
-    assert text.endswith(
-        "not written: counters rounds=1 wins=1 guesses=1 last_id=1 "
-        f"id_mark={ID_BLOCK}; leaderboard Ann wins=1 best=1 last_win=0"
-    )
+    # The outage is logged as it starts; the win waits in memory.
+    assert [formatEvent(e) for e in errors] == [
+        f"cannot write to database {db}: attempt to write a readonly database; "
+        "keeping what is not written in memory and retrying"
+    ]
+    assert game.stats()["unsaved"] == 1
 
     # The game keeps playing while the file cannot be written.
     other = connect(PlayerFactory(game))
@@ -467,7 +494,8 @@ def test_later_win_is_not_overwritten_by_a_retry(
     db: Path, stores: list[SQLiteStore], errors: list[dict[str, Any]]
 ) -> Any:
     """A win that failed and a later one of the same name: the file ends with the later."""
-    store = running(db, stores)
+    clock = Clock()
+    store = running(db, stores, clock)
     pool = store._pool
     assert pool is not None
     yield pool.runOperation("PRAGMA query_only = ON")
@@ -475,8 +503,10 @@ def test_later_win_is_not_overwritten_by_a_retry(
     assert store.failing
     yield pool.runOperation("PRAGMA query_only = OFF")
     yield store.record_win(LeaderboardEntry("ann", 2, 3, 1001.0))
-    yield store.flush()
+    clock.advance(sqlstore.RETRY_FIRST)
+    yield settled(store)
     assert not store.failing
+    assert store.unsaved == 0
     assert read(db, "SELECT name, wins, best FROM leaderboard") == [("ann", 2, 3)]
     assert len(errors) == 1
 
@@ -503,6 +533,108 @@ def test_removed_file_counts_as_failing(
     yield store.record_win(LeaderboardEntry("Ann", 2, 3, 1001.0))
     assert store.failing
     assert "the file was removed" in errors[0]["error"]
+
+
+def named_win(game: Any, name: str) -> defer.Deferred[None]:
+    """A player called ``name`` joins and wins; the Deferred fires with its Correct!."""
+    player = game.join(FakeLink(), "127.0.0.1:1")
+    game.rename(player, name)
+    outcome = game.guess(player, secret_of(game, player))
+    game.leave(player, "won")
+    saved: defer.Deferred[None] = outcome.saved
+    return saved
+
+
+@pytest_twisted.inlineCallbacks
+def test_long_outage_logged_once_retried_with_backoff(
+    db: Path,
+    stores: list[SQLiteStore],
+    store_log: list[dict[str, Any]],
+    attempts: list[int],
+) -> Any:
+    """30 s of failing writes: one log line as it starts, few retries, one as it ends, all saved."""
+    clock = Clock()
+    store = running(db, stores, clock)
+    game = make_game(store=store, clock=clock)
+    pool = store._pool
+    assert pool is not None
+    yield pool.runOperation("PRAGMA query_only = ON")
+    before = len(attempts)
+    for i in range(30):
+        yield named_win(game, f"p{i}")
+        clock.advance(1.0)
+        yield settled(store)
+    stats = game.stats()
+    assert (stats["store"], stats["unsaved"]) == ("failing", 30)
+    [line] = admin_stats(game)
+    assert " store=failing unsaved=30" in line
+    assert [formatEvent(e) for e in store_log] == [
+        f"cannot write to database {db}: attempt to write a readonly database; "
+        "keeping what is not written in memory and retrying"
+    ]
+    # Backing off from 1 s, doubling: a handful of tries in 30 s, not one a win.
+    assert len(attempts) - before <= 8
+
+    yield pool.runOperation("PRAGMA query_only = OFF")
+    for _ in range(sqlstore.RETRY_MAX):
+        clock.advance(1.0)
+        yield settled(store)
+    stats = game.stats()
+    assert (stats["store"], stats["unsaved"]) == ("ok", 0)
+    assert read(db, "SELECT count(*), sum(wins) FROM leaderboard") == [(30, 30)]
+    assert counters_in(db)[1] == 30
+    assert len(store_log) == 2
+    assert formatEvent(store_log[1]).startswith(
+        f"database {db} is written again: 30 writes had waited"
+    )
+
+
+def admin_stats(game: Any) -> list[str]:
+    """The admin's ``stats`` reply line."""
+    peer = connect(AdminFactory(game))
+    peer.send(b"Admin-Greetings\r\n")
+    return peer.send(b"stats\n")
+
+
+@pytest_twisted.inlineCallbacks
+def test_stop_during_outage_logs_what_was_never_written(
+    db: Path, stores: list[SQLiteStore], errors: list[dict[str, Any]]
+) -> Any:
+    """A stop while writes fail tries once more, then logs every unsaved win once."""
+    clock = Clock()
+    store = running(db, stores, clock)
+    game = make_game(store=store, clock=clock)
+    pool = store._pool
+    assert pool is not None
+    yield pool.runOperation("PRAGMA query_only = ON")
+    for name in ("Ann", "Bob", "Cy"):
+        yield named_win(game, name)
+    yield game.stopService()
+    assert len(errors) == 2
+    text = formatEvent(errors[1])
+    assert text.startswith(f"database {db} closed with 3 writes not saved: ")
+    for name in ("Ann", "Bob", "Cy"):
+        assert f"{name} wins=1 best=1" in text
+    assert read(db, "SELECT count(*) FROM leaderboard") == [(0,)]
+
+
+@pytest_twisted.inlineCallbacks
+def test_stop_after_outage_ends_writes_everything(
+    db: Path, stores: list[SQLiteStore], errors: list[dict[str, Any]]
+) -> Any:
+    """Writes that waited are saved by the stop if the file can be written again by then."""
+    clock = Clock()
+    store = running(db, stores, clock)
+    game = make_game(store=store, clock=clock)
+    pool = store._pool
+    assert pool is not None
+    yield pool.runOperation("PRAGMA query_only = ON")
+    for name in ("Ann", "Bob"):
+        yield named_win(game, name)
+    yield pool.runOperation("PRAGMA query_only = OFF")
+    yield game.stopService()
+    assert len(errors) == 1
+    assert read(db, "SELECT name FROM leaderboard ORDER BY name") == [("Ann",), ("Bob",)]
 
 
 # End to end: ``twistd -n guessgame --db FILE`` in a subprocess.
