@@ -60,7 +60,11 @@ class Store(Protocol):
 
     @property
     def unsaved(self) -> int:
-        """How many wins wait for a failing store (``stats`` shows ``unsaved=N``)."""
+        """How many wins are not written yet (``stats`` shows ``unsaved=N``).
+
+        Zero but for a moment while writes succeed; while they fail, the
+        wins the store keeps in memory until it can write them.
+        """
 
     def load(self) -> Snapshot:
         """Return the saved state; the game keeps and updates its counters."""
