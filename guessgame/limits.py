@@ -29,6 +29,7 @@ from typing import Any
 from twisted.internet import address
 from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
 from zope.interface import implementer
 
 from guessgame.lines import GuardedLineReceiver
@@ -42,6 +43,7 @@ __all__ = [
     "LimitedLineReceiver",
     "Limits",
     "OutputCap",
+    "carrier_of",
     "raise_open_file_limit",
 ]
 
@@ -140,6 +142,17 @@ class ConnectionCounter:
                 self.per_host.pop(host, None)
 
 
+def carrier_of(transport: Any) -> Any:
+    """The transport that holds a connection's unsent bytes.
+
+    Below TLS (and any other `ProtocolWrapper`) that is the TCP transport
+    it wraps: what waits there is what the peer has not taken.
+    """
+    while isinstance(transport, ProtocolWrapper) and transport.transport is not None:
+        transport = transport.transport
+    return transport
+
+
 @implementer(IPushProducer)
 class OutputCap:
     """Stands as a transport's streaming producer to learn of unsent bytes.
@@ -147,6 +160,12 @@ class OutputCap:
     A Twisted transport calls ``pauseProducing`` on its streaming producer
     when more than its ``bufferSize`` bytes wait to be sent; nothing here
     produces, so that call means the peer stopped reading.
+
+    Over TLS the cap stands on the TCP transport below it, not on the TLS
+    layer: there ``--max-output`` counts the bytes that wait for the peer,
+    output held while the handshake is under way is not taken for a peer
+    that stopped reading, and ``loseConnection`` does not wait for a
+    producer to be unregistered (the TLS layer holds its close until then).
     """
 
     def __init__(self, overflow: Callable[[], None]) -> None:
@@ -158,10 +177,11 @@ class OutputCap:
 
         Returns False for a transport that cannot tell (no producer support).
         """
-        if getattr(transport, "registerProducer", None) is None:
+        carrier = carrier_of(transport)
+        if getattr(carrier, "registerProducer", None) is None:
             return False
-        transport.bufferSize = limit
-        transport.registerProducer(cls(overflow), True)
+        carrier.bufferSize = limit
+        carrier.registerProducer(cls(overflow), True)
         return True
 
     def pauseProducing(self) -> None:

@@ -17,14 +17,15 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import defer, endpoints, protocol, task
-from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.error import ConnectionDone, ProcessDone, ProcessTerminated
 
 from guessgame.admin import AdminFactory
 from guessgame.game import Game, Left
-from guessgame.limits import IDLE_GOODBYE, SERVER_FULL, TOO_MANY_FROM_ADDRESS, Limits
+from guessgame.limits import CLOSE_GRACE, IDLE_GOODBYE, SERVER_FULL, TOO_MANY_FROM_ADDRESS, Limits
 from guessgame.player import PlayerFactory
 from tests.common import LineClient, listen, make_game, open_client, secret_of
 from tests.e2e import Daemon
+from tests.test_pclient import self_signed
 
 GREETING = ["You are now connected to the server!", "Pick a number between 1-30"]
 
@@ -214,6 +215,124 @@ def test_500_aborted_connections_leave_no_player() -> Iterator[Any]:
         yield admin.close()
         yield players.stopListening()
         yield admins.stopListening()
+
+
+# TLS: closing with the output cap's producer registered.
+
+# Twisted's ssl: server endpoint still hands pyOpenSSL its older certificate type.
+OLD_CERTIFICATE_TYPE = "ignore:Passing pyOpenSSL (X509|PKey) objects is deprecated"
+
+
+class ClosingClient(LineClient):
+    """A LineClient that keeps the reason its connection was lost."""
+
+    reason: Any = None
+
+    def connectionLost(self, reason: Any = protocol.connectionDone) -> None:
+        """Keep the reason, then fail waiters and fire `lost`."""
+        self.reason = reason
+        super().connectionLost(reason)
+
+
+@defer.inlineCallbacks
+def listen_tls(factory: protocol.Factory[Any], directory: Any) -> Any:
+    """Listen with ``factory`` over TLS on a free loopback port; return the port and a client.
+
+    The client is a function that connects a `ClosingClient` to it,
+    checking the server's self-signed certificate for ``localhost``.
+    """
+    from twisted.internet import ssl
+
+    key, cert = self_signed(directory)
+    port = yield endpoints.serverFromString(
+        reactor(), f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    ).listen(factory)
+    trust = ssl.Certificate.loadPEM((directory / "cert.pem").read_bytes())
+
+    def connect() -> defer.Deferred[Any]:
+        endpoint = endpoints.SSL4ClientEndpoint(
+            reactor(),
+            "127.0.0.1",
+            port.getHost().port,
+            ssl.optionsForClientTLS("localhost", trustRoot=trust),
+            timeout=5,
+        )
+        return endpoints.connectProtocol(endpoint, ClosingClient())
+
+    return port, connect
+
+
+@pytest.mark.filterwarnings(OLD_CERTIFICATE_TYPE)
+@pytest_twisted.inlineCallbacks
+def test_quit_over_tls_closes_cleanly(tmp_path: Any) -> Iterator[Any]:
+    """A player's quit over TLS with the output cap on ends in a clean close, not an abort."""
+    game = Game(reactor(), lo=1, hi=30)
+    game.startService()
+    # The greeting waits for the first line, which comes after the handshake.
+    factory = PlayerFactory(game, limits=Limits(max_output=65536), classic_wait=30)
+    port, connect = yield listen_tls(factory, tmp_path)
+    try:
+        client = yield connect()
+        gone = left(game)
+        client.send("quit")
+        assert (yield greeted(client)) == GREETING
+        assert (yield client.next_line()) == "Goodbye!"
+        # Bounded beyond the close grace, after which a close is an abort.
+        yield client.lost.addTimeout(CLOSE_GRACE + 10, reactor())
+        client.reason.trap(ConnectionDone)
+        assert (yield gone).reason == "quit"
+    finally:
+        yield port.stopListening()
+        yield game.stopService()
+
+
+@pytest.mark.filterwarnings(OLD_CERTIFICATE_TYPE)
+@pytest_twisted.inlineCallbacks
+def test_player_greeted_before_the_tls_handshake_stays(tmp_path: Any) -> Iterator[Any]:
+    """Output queued while the TLS handshake is under way is not a peer that stopped reading."""
+    game = Game(reactor(), lo=1, hi=30)
+    game.startService()
+    # No dialect wait: the greeting is written as the connection opens.
+    factory = PlayerFactory(game, limits=Limits(max_output=65536), classic_wait=0)
+    port, connect = yield listen_tls(factory, tmp_path)
+    try:
+        client = yield connect()
+        game.say("before the handshake")
+        assert (yield greeted(client)) == GREETING
+        notice = yield client.next_line()
+        assert notice == "*** Message from the administrator: before the handshake"
+        client.send("help")
+        assert (yield client.next_line()).startswith("Guess the secret whole number")
+        assert len(game.players) == 1
+        yield client.close()
+    finally:
+        yield port.stopListening()
+        yield game.stopService()
+
+
+@pytest.mark.filterwarnings(OLD_CERTIFICATE_TYPE)
+@pytest_twisted.inlineCallbacks
+def test_output_cap_holds_over_tls(tmp_path: Any) -> Iterator[Any]:
+    """Over TLS a player with more than max-output bytes unsent is dropped, reason error."""
+    game = Game(reactor(), lo=1, hi=30)
+    game.startService()
+    factory = PlayerFactory(game, limits=Limits(max_output=4096), classic_wait=30)
+    port, connect = yield listen_tls(factory, tmp_path)
+    try:
+        client = yield connect()
+        client.send("help")
+        assert (yield greeted(client)) == GREETING
+        assert (yield client.next_line()).startswith("Guess the secret whole number")
+        gone = left(game)
+        # Written in one turn of the reactor: all of it is unsent at once,
+        # more than the cap and less than the transport's default buffer.
+        for n in range(16):
+            game.say(f"{n:02d} " + "m" * 1000)
+        assert (yield gone).reason == "error"
+        yield client.lost.addTimeout(5, reactor())
+    finally:
+        yield port.stopListening()
+        yield game.stopService()
 
 
 # The daemon as a subprocess: its memory while a player stops reading.
