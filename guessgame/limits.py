@@ -10,7 +10,8 @@ says when a limit hits it:
 - `LimitedLineReceiver`: a `GuardedLineReceiver` with the idle timeout, the
   line rate limit and the output cap.  Subclasses decide what a warning,
   an idle close and an output overflow look like on the wire.
-- `OutputCap`: the push producer behind the output cap.
+- `OutputCap`: the push producer behind the output cap (which the admin
+  port uses too).
 
 The per-line cost is kept small on purpose: the idle timeout notes the
 time of each packet that completes a line and one timer per connection
@@ -168,21 +169,34 @@ class OutputCap:
     producer to be unregistered (the TLS layer holds its close until then).
     """
 
-    def __init__(self, overflow: Callable[[], None]) -> None:
+    def __init__(self, carrier: Any, limit: int, overflow: Callable[[], None]) -> None:
+        self._carrier = carrier
+        self.limit = limit
         self._overflow = overflow
 
     @classmethod
-    def attach(cls, transport: Any, limit: int, overflow: Callable[[], None]) -> bool:
-        """Call ``overflow`` once more than ``limit`` bytes wait unsent.
+    def attach(cls, transport: Any, limit: int, overflow: Callable[[], None]) -> OutputCap | None:
+        """Call ``overflow`` once more than ``limit`` bytes wait unsent; return the cap.
 
-        Returns False for a transport that cannot tell (no producer support).
+        Returns None for a transport that cannot tell (no producer support).
         """
         carrier = carrier_of(transport)
         if getattr(carrier, "registerProducer", None) is None:
-            return False
+            return None
+        cap = cls(carrier, limit, overflow)
         carrier.bufferSize = limit
-        carrier.registerProducer(cls(overflow), True)
-        return True
+        carrier.registerProducer(cap, True)
+        return cap
+
+    def make_room(self, size: int) -> None:
+        """Let one write of ``size`` bytes through whole, however large.
+
+        From then on the cap is ``limit`` bytes beyond such a write (with a
+        little more for what TLS adds to it): still a bound, as the largest
+        write is.
+        """
+        room = self.limit + size + size // 256
+        self._carrier.bufferSize = max(self._carrier.bufferSize, room)
 
     def pauseProducing(self) -> None:
         """The transport holds more than its buffer size: overflow."""

@@ -24,7 +24,7 @@ from guessgame.game import Game, Left
 from guessgame.limits import CLOSE_GRACE, IDLE_GOODBYE, SERVER_FULL, TOO_MANY_FROM_ADDRESS, Limits
 from guessgame.player import PlayerFactory
 from tests.common import LineClient, listen, make_game, open_client, secret_of
-from tests.e2e import Daemon
+from tests.e2e import WAIT, Daemon
 from tests.test_pclient import self_signed
 
 GREETING = ["You are now connected to the server!", "Pick a number between 1-30"]
@@ -288,6 +288,25 @@ def test_quit_over_tls_closes_cleanly(tmp_path: Any) -> Iterator[Any]:
 
 @pytest.mark.filterwarnings(OLD_CERTIFICATE_TYPE)
 @pytest_twisted.inlineCallbacks
+def test_admin_quit_over_tls_closes_cleanly(tmp_path: Any) -> Iterator[Any]:
+    """An administrator's quit over TLS with the output cap on ends in a clean close."""
+    game = make_game()
+    port, connect = yield listen_tls(AdminFactory(game, max_output=65536), tmp_path)
+    try:
+        client = yield connect()
+        client.send("Admin-Greetings")
+        assert (yield client.next_line()) == "OK Admin-Greetings, 0 players online"
+        client.send("quit")
+        assert (yield client.next_line()) == "OK bye"
+        # An administrator has no close grace: a held close would never end.
+        yield client.lost.addTimeout(CLOSE_GRACE + 10, reactor())
+        client.reason.trap(ConnectionDone)
+    finally:
+        yield port.stopListening()
+
+
+@pytest.mark.filterwarnings(OLD_CERTIFICATE_TYPE)
+@pytest_twisted.inlineCallbacks
 def test_player_greeted_before_the_tls_handshake_stays(tmp_path: Any) -> Iterator[Any]:
     """Output queued while the TLS handshake is under way is not a peer that stopped reading."""
     game = Game(reactor(), lo=1, hi=30)
@@ -383,6 +402,57 @@ def test_never_reading_player_is_dropped_and_memory_stays_flat(tmp_path: Any) ->
         assert reader.readline() == b"OK 0 players\r\n"
         lazy.close()
         admin.close()
+
+
+def closed_by_server(sock: socket.socket, most: int) -> bool:
+    """Read until the server closes ``sock``; False if ``most`` bytes come first."""
+    received = 0
+    try:
+        while received < most:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return True
+            received += len(chunk)
+    except ConnectionResetError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize(
+    ("greet", "command"),
+    [(True, b"help\r\n"), (False, b"x\r\n")],
+    ids=["after-the-handshake", "before-the-handshake"],
+)
+def test_admin_that_never_reads_is_dropped_and_logged(
+    tmp_path: Any, greet: bool, command: bytes
+) -> None:
+    """An administrator that floods and never reads is dropped and logged; memory stays flat."""
+    with Daemon("--max-output=65536", cwd=tmp_path) as daemon:
+        admin = socket.socket()
+        admin.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        admin.settimeout(WAIT)
+        admin.connect(("127.0.0.1", daemon.ports["admin"]))
+        peer = f"127.0.0.1:{admin.getsockname()[1]}"
+        if greet:
+            admin.sendall(b"Admin-Greetings\r\n")
+            assert admin.recv(100).startswith(b"OK Admin-Greetings, ")
+        before = _memory_kib(daemon.proc.pid, "VmRSS")
+        # Lines asking for 20 MB of replies (help: 700 bytes each; before
+        # the handshake, an ERR line of 32 bytes a line of 3), none read.
+        batch = command * (20_000_000 // 100 // (700 if greet else 32))
+        try:
+            for _ in range(100):
+                admin.sendall(batch)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # dropped while sending
+        # Far less than the replies: what the cap and the kernel's buffers hold.
+        assert closed_by_server(admin, 4_000_000), "the administrator was never disconnected"
+        grown = _memory_kib(daemon.proc.pid, "VmHWM") - before
+        assert grown < 16 * 1024, f"daemon memory grew by {grown} KiB"
+        admin.close()
+        assert daemon.admin().command("count") == ["OK 0 players"]
+    logged = f"administrator {peer} stopped reading: over 65536 bytes unsent, closing"
+    assert any(logged in line for line in daemon.log), logged
 
 
 # A real telnet client in a pseudo-terminal.
