@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bench import loadgen, run
+from bench import flood, loadgen, run
 from bench.ceiling import CeilingFactory
 from guessgame.player import PlayerFactory
 from tests.common import connect, make_game
@@ -579,3 +579,15 @@ def test_loadgen_against_the_ceiling() -> None:
     assert measured["errors"] == 0, measured
     assert measured["guesses"] > 0
     assert measured["prompt_ms"]["count"] == 5
+
+
+@pytest.mark.parametrize("kind", ["noline", "lines"])
+def test_flood_payload_is_telnet_commands_only(kind: str) -> None:
+    """The flood is IAC NOP and line ends only; its lines stay within max-line."""
+    payload = flood.flood_payload(kind)
+    assert 60_000 < len(payload) <= 65536
+    assert payload.replace(b"\xff\xf1", b"").replace(b"\n", b"") == b""
+    if kind == "noline":
+        assert b"\n" not in payload
+    else:
+        assert max(len(line) for line in payload.split(b"\n")) <= 512
