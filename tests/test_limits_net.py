@@ -23,7 +23,7 @@ from guessgame.admin import AdminFactory
 from guessgame.game import Game, Left
 from guessgame.limits import IDLE_GOODBYE, SERVER_FULL, TOO_MANY_FROM_ADDRESS, Limits
 from guessgame.player import PlayerFactory
-from tests.common import LineClient, listen, make_game, open_client, secret_of
+from tests.common import FakeObserver, LineClient, listen, make_game, open_client, secret_of
 from tests.e2e import Daemon
 
 GREETING = ["You are now connected to the server!", "Pick a number between 1-30"]
@@ -158,6 +158,30 @@ def test_flood_is_slowed_not_dropped() -> Iterator[Any]:
     finally:
         yield port.stopListening()
         yield game.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_player_dropped_by_the_output_cap_plays_no_more() -> Iterator[Any]:
+    """Over TCP, lines a dropped player sent before the drop are never handled."""
+    game = make_game()
+    observer = FakeObserver()
+    game.add_observer(observer)
+    port = yield listen(PlayerFactory(game, limits=Limits(max_output=1024)))
+    try:
+        client = yield open_client(port.getHost().port)
+        assert (yield greeted(client)) == GREETING
+        secret = str(secret_of(game)).encode()
+        client.transport.write(b"help\n" * 40 + secret + b"\n" + b"name ghost\n")
+        yield client.lost.addTimeout(5, reactor())
+        yield task.deferLater(reactor(), 0.1, lambda: None)
+        kinds = [type(event).__name__ for event in observer.events]
+        assert kinds == ["Joined", "Left"]
+        assert [event.reason for event in observer.events if isinstance(event, Left)] == [
+            "error"
+        ]
+        assert game.players == {}
+    finally:
+        yield port.stopListening()
 
 
 class Churn(protocol.Protocol):
