@@ -176,9 +176,7 @@ def test_player_dropped_by_the_output_cap_plays_no_more() -> Iterator[Any]:
         yield task.deferLater(reactor(), 0.1, lambda: None)
         kinds = [type(event).__name__ for event in observer.events]
         assert kinds == ["Joined", "Left"]
-        assert [event.reason for event in observer.events if isinstance(event, Left)] == [
-            "error"
-        ]
+        assert [event.reason for event in observer.events if isinstance(event, Left)] == ["error"]
         assert game.players == {}
     finally:
         yield port.stopListening()
