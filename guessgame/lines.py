@@ -222,6 +222,10 @@ class GuardedLineReceiver(LineReceiver):
                     telnet.unparsed = data[start:]
                     telnet.passes = False
                 return
+            if telnet.passes and data.find(b"\xff", start) < 0:
+                # Back to plain data (a paste after one negotiation, say).
+                self.dataReceived(data[start:])
+                return
             end = data.find(b"\n", start, start + step)
             stop = end + 1 if end >= 0 else min(size, start + step)
             if telnet.passes:

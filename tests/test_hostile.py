@@ -146,6 +146,12 @@ PLAYER_ROWS: list[tuple[str, bytes, bytes, bool]] = [
     ),
     ("lines before telnet IP", b"a\n" + IAC + b"\xf4", lines(PROMPT, "Goodbye!"), False),
     (
+        "negotiation then a paste of lines",
+        IAC + b"\xfd\x01" + b"a\n" * 50 + b"top\n",
+        IAC + b"\xfc\x01" + lines(*[PROMPT] * 50, "No winners yet."),
+        True,
+    ),
+    (
         "DO in the middle keeps its place",
         b"a\n" + IAC + b"\xfd\x18b\n",
         lines(PROMPT) + IAC + b"\xfc\x18" + lines(PROMPT),
