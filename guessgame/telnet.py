@@ -38,6 +38,27 @@ _DATA, _IAC, _OPTION, _SB, _SB_IAC = range(5)
 #: GA, a stray SE and the like; not IP, AO, SB or an option verb): skipped
 #: in one step, so a flood of them is not parsed byte by byte.
 _NOOP_RUN = re.compile(rb"(?:\xff[\xf0-\xf3\xf6-\xf9])+")
+#: A run of option negotiations (``IAC DO|DONT|WILL|WONT option``), answered
+#: in one step.
+_OPTION_RUN = re.compile(rb"(?:\xff[\xfb-\xfe][\x00-\xff])+")
+#: The refusal of each verb that needs one: DO -> WONT, WILL -> DONT.
+_REFUSALS = {DO: WONT, WILL: DONT}
+_REFUSAL_VERBS = bytes.maketrans(b"\xfd\xfb", b"\xfc\xfe")
+
+
+def _refuse_all(run: bytes) -> bytes:
+    """The answers to a run of option negotiations, in order."""
+    verbs = run[1::3]
+    if WONT in verbs or DONT in verbs:
+        # Some need no answer: build the answers one by one (rare).
+        return b"".join(
+            bytes((IAC, _REFUSALS[verb], option))
+            for verb, option in zip(verbs, run[2::3], strict=True)
+            if verb in _REFUSALS
+        )
+    answers = bytearray(run)
+    answers[1::3] = verbs.translate(_REFUSAL_VERBS)
+    return bytes(answers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +119,25 @@ class TelnetFilter:
         is left out and nothing after it is parsed.  Sequences split
         across chunks are handled.
         """
-        parts: list[Filtered] = []
+        # Data and the replies owed after it, in order; answers with no data
+        # between them share one part (a flood of DO costs one write).
+        parts: list[tuple[bytes, bytearray]] = []
         data = bytearray()
         before_interrupt: bytes | None = None
         reply = bytearray()
+
+        def owe(answer: bytes) -> None:
+            """Queue answers after the data so far (after an interrupt: with it)."""
+            if not answer:
+                return
+            if before_interrupt is not None:
+                reply.extend(answer)
+            elif data or not parts:
+                parts.append((bytes(data), bytearray(answer)))
+                data.clear()
+            else:
+                parts[-1][1].extend(answer)
+
         state = self._state
         limit = self._max
         line = self._line
@@ -137,6 +173,10 @@ class TelnetFilter:
                 if i < n:
                     commands = True
                     run = _NOOP_RUN.match(chunk, i)
+                    if run is None:
+                        run = _OPTION_RUN.match(chunk, i)
+                        if run is not None:
+                            owe(_refuse_all(chunk[i : run.end()]))
                     if run is not None:
                         line += run.end() - i
                         i = run.end()
@@ -170,12 +210,7 @@ class TelnetFilter:
                         # NOP, AYT, GA and the rest carry nothing for a line game.
                         state = _DATA
                 elif state == _OPTION:
-                    answer = self._refusal(byte)
-                    if answer and before_interrupt is not None:
-                        reply += answer
-                    elif answer:
-                        parts.append(Filtered(bytes(data), answer))
-                        data.clear()
+                    owe(self._refusal(byte))
                     state = _DATA
                 elif state == _SB_IAC:
                     state = _DATA if byte == SE else _SB
@@ -188,10 +223,11 @@ class TelnetFilter:
         self._line = line
         self._cr = cr
         self.passes = state == _DATA and not commands
+        filtered = [Filtered(part, bytes(answers)) for part, answers in parts]
         if before_interrupt is not None:
-            parts.append(Filtered(before_interrupt, bytes(reply), interrupt=True))
+            filtered.append(Filtered(before_interrupt, bytes(reply), interrupt=True))
         elif too_long:
-            parts.append(Filtered(bytes(data), too_long=True))
-        elif data or not parts:
-            parts.append(Filtered(bytes(data)))
-        return parts
+            filtered.append(Filtered(bytes(data), too_long=True))
+        elif data or not filtered:
+            filtered.append(Filtered(bytes(data)))
+        return filtered

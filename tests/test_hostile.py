@@ -86,6 +86,24 @@ PLAYER_ROWS: list[tuple[str, bytes, bytes, bool]] = [
     ("telnet DO echo", IAC + b"\xfd\x01hi\n", IAC + b"\xfc\x01" + lines(PROMPT), True),
     ("telnet WILL naws", IAC + b"\xfb\x1f\n", IAC + b"\xfe\x1f" + lines(PROMPT), True),
     ("telnet DONT and WONT", IAC + b"\xfe\x01" + IAC + b"\xfc\x03\n", lines(PROMPT), True),
+    (
+        "a run of negotiations",
+        IAC + b"\xfd\x01" + IAC + b"\xfc\x03" + IAC + b"\xfb\x1f" + IAC + b"\xfd\xff\n",
+        IAC + b"\xfc\x01" + IAC + b"\xfe\x1f" + IAC + b"\xfc\xff" + lines(PROMPT),
+        True,
+    ),
+    (
+        "a run of DO only",
+        IAC + b"\xfd\x01" + IAC + b"\xfd\x03" + IAC + b"\xfd\xfd\n",
+        IAC + b"\xfc\x01" + IAC + b"\xfc\x03" + IAC + b"\xfc\xfd" + lines(PROMPT),
+        True,
+    ),
+    (
+        "DO flood, no line end",
+        (IAC + b"\xfd\x01") * 300,
+        (IAC + b"\xfc\x01") * 171 + lines(LONG),
+        False,
+    ),
     ("IAC IAC is a 0xFF byte", IAC + IAC + b"\n", lines(PROMPT), True),
     ("telnet NOP and AYT", IAC + b"\xf1" + IAC + b"\xf6x\n", lines(PROMPT), True),
     (
@@ -255,6 +273,8 @@ PIECES = [
     b"\xff\xf4",
     b"\xff\xf5",
     b"\xff\xf1",
+    b"\xff\xfd\x01",
+    b"\xff\xfc\x03",
     b"\x08",
     b"\x7f",
     b"\x1b[D",
