@@ -8,7 +8,9 @@ flooder reconnects whenever the daemon closes it.  Two kinds of flood:
 
 - ``noline``: ``IAC NOP`` repeated, no line end ever;
 - ``lines``: ``IAC NOP`` repeated with an LF every 500 bytes, so that each
-  line stays within ``--max-line``.
+  line stays within ``--max-line``;
+- ``options``: ``IAC DO 1`` (each one owed an answer) with an LF every 498
+  bytes.
 
 It reports the victim's median and 90th-percentile latency, the daemon's
 CPU seconds during each phase, the MB of flood the flooders' kernel took
@@ -46,10 +48,10 @@ NOP = b"\xff\xf1"
 
 
 def flood_payload(kind: str, size: int = 65536) -> bytes:
-    """``size`` bytes of telnet commands of the given ``kind`` (noline or lines)."""
+    """``size`` bytes of telnet commands of the given ``kind`` (see the module docstring)."""
     if kind == "noline":
         return NOP * (size // 2)
-    line = NOP * 250 + b"\n"
+    line = b"\xff\xfd\x01" * 166 + b"\n" if kind == "options" else NOP * 250 + b"\n"
     return line * (size // len(line))
 
 
@@ -134,12 +136,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--source", help="run the daemon's guessgame package from this directory")
     parser.add_argument("--flooders", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--kind", choices=["noline", "lines", "both"], default="both")
+    parser.add_argument("--kind", choices=["noline", "lines", "options", "all"], default="all")
     ns = parser.parse_args(argv)
     env = dict(os.environ)
     if ns.source:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [ns.source, env.get("PYTHONPATH")]))
-    kinds = ["noline", "lines"] if ns.kind == "both" else [ns.kind]
+    kinds = ["noline", "lines", "options"] if ns.kind == "all" else [ns.kind]
     procs = Processes()
     with tempfile.TemporaryDirectory(prefix="guessgame-flood-") as tmp:
         log = Path(tmp) / "daemon.log"

@@ -581,12 +581,13 @@ def test_loadgen_against_the_ceiling() -> None:
     assert measured["prompt_ms"]["count"] == 5
 
 
-@pytest.mark.parametrize("kind", ["noline", "lines"])
+@pytest.mark.parametrize("kind", ["noline", "lines", "options"])
 def test_flood_payload_is_telnet_commands_only(kind: str) -> None:
-    """The flood is IAC NOP and line ends only; its lines stay within max-line."""
+    """The flood is telnet commands and line ends only; its lines stay within max-line."""
     payload = flood.flood_payload(kind)
     assert 60_000 < len(payload) <= 65536
-    assert payload.replace(b"\xff\xf1", b"").replace(b"\n", b"") == b""
+    commands = payload.replace(b"\xff\xf1", b"").replace(b"\xff\xfd\x01", b"")
+    assert commands.replace(b"\n", b"") == b""
     if kind == "noline":
         assert b"\n" not in payload
     else:
