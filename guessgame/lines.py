@@ -1,10 +1,13 @@
 """Line handling shared by both ports: framing, limits, telnet, UTF-8.
 
 `GuardedLineReceiver` is a `LineReceiver` that accepts LF or CRLF, filters
-telnet negotiation, refuses a line longer than ``max_line`` (or that many
-bytes with no line end), and hands each line on as text with surrounding
-white space removed, or ``None`` when the bytes are not valid UTF-8.
-Subclasses say what a refused line, an interrupt and a line of text mean.
+telnet negotiation, refuses a line longer than ``max_line`` (telnet
+commands included, its line end not) or more than that many bytes with no
+line end, applies a terminal's line editing (`edit_line`), and hands each
+line on as text with surrounding white space removed, or ``None`` when the
+bytes are not valid UTF-8.  Subclasses say what a refused line, an
+interrupt and a line of text mean; `GuardedLineReceiver.drop` aborts a
+connection so that nothing it sent is handled any more.
 """
 
 from __future__ import annotations
