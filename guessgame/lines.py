@@ -216,6 +216,10 @@ class GuardedLineReceiver(LineReceiver):
         if telnet.unparsed:
             data = telnet.unparsed + data
             telnet.unparsed = b""
+        elif not data:
+            # Reading resumes with nothing left unparsed: answer held lines.
+            LineReceiver.dataReceived(self, b"")
+            return
         step = self.max_line + 2
         start = 0
         size = len(data)

@@ -415,6 +415,20 @@ def test_telnet_parse_stops_while_held() -> None:
     assert peer.transport.value() == (PROMPT.encode() + b"\r\n") * 8 + b"\xff\xfc\x01"
 
 
+@pytest.mark.parametrize(
+    "tail",
+    [b"\xff\xf1", b"x\xff\xfa\x18", b"\xff", b"\xff\xfd"],
+    ids=["command", "inside a subnegotiation", "half a command", "half a negotiation"],
+)
+def test_held_lines_are_answered_when_a_command_is_pending(tail: bytes) -> None:
+    """Lines held by the rate limit are answered on release, a telnet command after them."""
+    peer, clock = rate_peer(2)
+    assert peer.send(b"a\nb\nc\nd\n" + tail) == [PROMPT, PROMPT]
+    for _ in range(30):
+        clock.advance(0.1)
+    assert peer.read() == [PROMPT, PROMPT]
+
+
 def test_output_under_the_cap_is_kept() -> None:
     """A player with fewer unsent bytes than the cap stays."""
     peer, game = capped_peer(4000)
