@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 
-from bench import loadgen, run
+from bench import flood, loadgen, run
 from bench.ceiling import CeilingFactory
 from bench.top import Timed, seed_database
 from guessgame.player import PlayerFactory
@@ -610,3 +610,16 @@ def test_top_bench_row_reports_what_the_player_saw() -> None:
         "3",
         "99.0",
     ]
+
+
+@pytest.mark.parametrize("kind", ["noline", "lines", "options"])
+def test_flood_payload_is_telnet_commands_only(kind: str) -> None:
+    """The flood is telnet commands and line ends only; its lines stay within max-line."""
+    payload = flood.flood_payload(kind)
+    assert 60_000 < len(payload) <= 65536
+    commands = payload.replace(b"\xff\xf1", b"").replace(b"\xff\xfd\x01", b"")
+    assert commands.replace(b"\n", b"") == b""
+    if kind == "noline":
+        assert b"\n" not in payload
+    else:
+        assert max(len(line) for line in payload.split(b"\n")) <= 512

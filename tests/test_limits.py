@@ -173,6 +173,27 @@ def test_complete_line_resets_idle_but_partial_does_not() -> None:
     assert peer.closed
 
 
+@pytest.mark.parametrize(
+    "packet",
+    [
+        b"\xff\xfa\x18\n\xff\xf0",
+        b"\xff\xfa\x18x\xff\xf0\n",
+        b"\xff\xf1\n",
+    ],
+    ids=["LF inside a subnegotiation", "LF completing a line", "LF after a command"],
+)
+def test_only_a_complete_line_resets_idle(packet: bytes) -> None:
+    """An LF inside a telnet command is no line: the idle timer goes on."""
+    peer, clock, _ = idle_peer(600)
+    clock.advance(500)
+    answered = peer.send(packet)
+    clock.advance(40)
+    if answered:  # a line arrived at 500 s: no warning until 1040 s
+        assert peer.read() == []
+    else:
+        assert peer.read() == [warning(60)]
+
+
 def test_line_after_warning_keeps_the_player() -> None:
     """A line after the warning cancels the close; a new silence warns again."""
     peer, clock, _ = idle_peer(600)
@@ -330,6 +351,82 @@ def test_output_cap_drops_a_player_that_stopped_reading() -> None:
     assert [e.reason for e in observer.events if isinstance(e, Left)] == ["error"]
     peer.lose()
     assert [e.reason for e in observer.events if isinstance(e, Left)] == ["error"]
+
+
+class TcpLikeTransport(CappedTransport):
+    """A `CappedTransport` whose abort, like TCP's, leaves ``disconnecting`` unset."""
+
+    def abortConnection(self) -> None:
+        """Stop at once; TCP tells the protocol only later, in ``connectionLost``."""
+        self.disconnected = True
+
+
+def test_dropped_player_handles_nothing_it_sent() -> None:
+    """After the output cap drops a player, its buffered lines are not handled."""
+    game = make_game()
+    observer = FakeObserver()
+    game.add_observer(observer)
+    factory = PlayerFactory(game, limits=Limits(max_output=1000))
+    addr = v4("10.0.0.1")
+    proto = factory.buildProtocol(addr)
+    transport = TcpLikeTransport(peerAddress=addr)
+    proto.makeConnection(transport)
+    secret = str(game._secret).encode()
+    proto.dataReceived(b"help\n" * 20 + b"name ghost\n" + secret + b"\n")
+    assert transport.disconnected
+    assert game.players == {}
+    assert b"Correct!" not in transport.value()
+    assert b"ghost" not in transport.value()
+    kinds = [type(event).__name__ for event in observer.events]
+    assert kinds == ["Joined", "Left"]
+    proto.dataReceived(b"help\n" + secret + b"\n")
+    assert [type(event).__name__ for event in observer.events] == ["Joined", "Left"]
+    proto.connectionLost()
+
+
+def test_held_player_dropped_handles_nothing_on_release() -> None:
+    """A player dropped while rate-held never has its held lines handled."""
+    clock = Clock()
+    game = make_game(clock=clock)
+    factory = PlayerFactory(game, limits=Limits(max_output=1000, max_rate=2))
+    addr = v4("10.0.0.1")
+    proto = factory.buildProtocol(addr)
+    transport = TcpLikeTransport(peerAddress=addr)
+    proto.makeConnection(transport)
+    proto.dataReceived(b"1\n1\n" + b"name ghost\n" * 3)
+    assert transport.producerState == "paused"
+    for _ in range(20):
+        game.say("x" * 100)
+    assert transport.disconnected
+    before = transport.value()
+    clock.advance(10)
+    assert transport.value() == before
+    proto.connectionLost()
+
+
+def test_telnet_parse_stops_while_held() -> None:
+    """A held connection leaves the rest of a packet unparsed until it reads again."""
+    peer, clock = rate_peer(2)
+    flood = (b"\xff\xf1" * 50 + b"\n") * 10 + b"\xff\xfd\x01"
+    assert peer.send(flood) == [PROMPT, PROMPT]
+    assert peer.transport.producerState == "paused"
+    for _ in range(100):
+        clock.advance(0.1)
+    assert peer.transport.value() == (PROMPT.encode() + b"\r\n") * 8 + b"\xff\xfc\x01"
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b"\xff\xf1", b"x\xff\xfa\x18", b"\xff", b"\xff\xfd"],
+    ids=["command", "inside a subnegotiation", "half a command", "half a negotiation"],
+)
+def test_held_lines_are_answered_when_a_command_is_pending(tail: bytes) -> None:
+    """Lines held by the rate limit are answered on release, a telnet command after them."""
+    peer, clock = rate_peer(2)
+    assert peer.send(b"a\nb\nc\nd\n" + tail) == [PROMPT, PROMPT]
+    for _ in range(30):
+        clock.advance(0.1)
+    assert peer.read() == [PROMPT, PROMPT]
 
 
 def test_output_under_the_cap_is_kept() -> None:

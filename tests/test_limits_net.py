@@ -23,7 +23,7 @@ from guessgame.admin import AdminFactory
 from guessgame.game import Game, Left
 from guessgame.limits import CLOSE_GRACE, IDLE_GOODBYE, SERVER_FULL, TOO_MANY_FROM_ADDRESS, Limits
 from guessgame.player import PlayerFactory
-from tests.common import LineClient, listen, make_game, open_client, secret_of
+from tests.common import FakeObserver, LineClient, listen, make_game, open_client, secret_of
 from tests.e2e import WAIT, Daemon
 from tests.test_pclient import self_signed
 
@@ -159,6 +159,28 @@ def test_flood_is_slowed_not_dropped() -> Iterator[Any]:
     finally:
         yield port.stopListening()
         yield game.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_player_dropped_by_the_output_cap_plays_no_more() -> Iterator[Any]:
+    """Over TCP, lines a dropped player sent before the drop are never handled."""
+    game = make_game()
+    observer = FakeObserver()
+    game.add_observer(observer)
+    port = yield listen(PlayerFactory(game, limits=Limits(max_output=1024)))
+    try:
+        client = yield open_client(port.getHost().port)
+        assert (yield greeted(client)) == GREETING
+        secret = str(secret_of(game)).encode()
+        client.transport.write(b"help\n" * 40 + secret + b"\n" + b"name ghost\n")
+        yield client.lost.addTimeout(5, reactor())
+        yield task.deferLater(reactor(), 0.1, lambda: None)
+        kinds = [type(event).__name__ for event in observer.events]
+        assert kinds == ["Joined", "Left"]
+        assert [event.reason for event in observer.events if isinstance(event, Left)] == ["error"]
+        assert game.players == {}
+    finally:
+        yield port.stopListening()
 
 
 class Churn(protocol.Protocol):
@@ -527,13 +549,14 @@ def run_telnet(port: int) -> Any:
 )
 @pytest_twisted.inlineCallbacks
 def test_real_telnet_session_plays_and_ctrl_c_quits() -> Iterator[Any]:
-    """Debian telnet in a pty plays a whole game, and its Ctrl-C says Goodbye! and closes."""
+    """Debian telnet in a pty plays a whole game, arrow keys change nothing, Ctrl-C quits."""
     game = make_game(seed=5)
     port = yield listen(PlayerFactory(game))
     number = port.getHost().port
     try:
         terminal = yield run_telnet(number)
-        terminal.type(b"name tel\r")
+        # An arrow key typed into the line is dropped, not a bad name.
+        terminal.type(b"name t\x1b[Del\r")
         yield terminal.expect("You are now known as tel.")
         secret = secret_of(game)
         wrong = 1 if secret != 1 else 2
