@@ -26,6 +26,10 @@ log = Logger()
 
 HANDSHAKE = "admin-greetings"
 
+#: ``top`` lists this many without K, and at most this many with one.
+TOP_DEFAULT = 10
+TOP_MOST = 1000
+
 
 def format_event(event: Event) -> str:
     """The ``EVENT`` line for one game event."""
@@ -52,7 +56,7 @@ HELP = (
     "kick ID            remove player ID",
     "say TEXT           send TEXT to every player",
     "newround           start a new round with a new secret",
-    "top [K]            the first K of the leaderboard (default 10)",
+    "top [K]            the first K of the leaderboard (default 10, K 1-1000)",
     "help               this list",
     "quit               close this connection",
 )
@@ -222,18 +226,30 @@ class AdminProtocol(GuardedLineReceiver):
             self.send_line("ERR usage: say TEXT")
             return
         count = self.game.say(argument)
+        log.info(
+            "administrator {peer} said to {reached}: {text}",
+            peer=self.peer,
+            reached=plural(count, "player"),
+            count=count,
+            text=argument,
+        )
         self.send_line(f"OK sent to {plural(count, 'player')}")
 
     def do_newround(self, argument: str) -> None:
         """``newround``."""
-        self.send_line(f"OK round {self.game.new_round()} started")
+        number = self.game.new_round()
+        log.info("administrator {peer} started round {round}", peer=self.peer, round=number)
+        self.send_line(f"OK round {number} started")
 
     def do_top(self, argument: str) -> None:
         """``top [K]``: the leaderboard's first K lines."""
-        if argument and not (argument.isascii() and argument.isdigit() and len(argument) < 10):
-            self.send_line("ERR usage: top [K]")
-            return
-        limit = int(argument) if argument else 10
+        limit = TOP_DEFAULT
+        if argument:
+            valid = argument.isascii() and argument.isdigit() and len(argument) <= 10
+            limit = int(argument) if valid else 0
+            if not 1 <= limit <= TOP_MOST:
+                self.send_line(f"ERR usage: top [K], K a whole number 1-{TOP_MOST}")
+                return
         board = self.game.leaderboard(limit)
         lines = [
             f"TOP {rank} {entry.name} {entry.wins} {entry.best}"

@@ -195,7 +195,7 @@ def test_top_lines() -> None:
     peer = admin(game)
     assert peer.send(b"top\n") == ["TOP 1 bob 2 1", "TOP 2 amy 1 1", "OK 2 players"]
     assert peer.send(b"top 1\n") == ["TOP 1 bob 2 1", "OK 1 player"]
-    assert peer.send(b"top x\n") == ["ERR usage: top [K]"]
+    assert peer.send(b"top x\n") == ["ERR usage: top [K], K a whole number 1-1000"]
 
 
 def test_help_is_one_line_a_command_then_ok() -> None:
@@ -261,3 +261,27 @@ def test_nothing_follows_ok_bye() -> None:
     assert peer.send(b"quit\n") == ["OK bye"]
     players(game, 1)
     assert peer.read() == []
+
+
+@pytest.mark.parametrize("argument", ["0", "1001", "00", "-1", "x", "1.5", "99999999999", "5 6"])
+def test_top_refuses_k_outside_1_to_1000(argument: str) -> None:
+    """top K takes K 1-1000; anything else gets a line beginning ERR usage."""
+    game = make_game(mode="solo")
+    (p,) = players(game, 1)
+    p.send(b"name amy\n")
+    p.send(f"{p.proto.player.secret}\n".encode())
+    [reply] = admin(game).send(f"top {argument}\n".encode())
+    assert reply.startswith("ERR usage")
+
+
+@pytest.mark.parametrize(("argument", "lines"), [("1", 1), ("1000", 2), ("0001", 1)])
+def test_top_takes_k_from_1_to_1000(argument: str, lines: int) -> None:
+    """top K with K 1-1000 lists the first K (leading zeros allowed, as for guesses)."""
+    game = make_game(mode="solo")
+    for name in ("amy", "bob"):
+        (p,) = players(game, 1)
+        p.send(f"name {name}\n".encode())
+        p.send(f"{p.proto.player.secret}\n".encode())
+        p.lose()
+    reply = admin(game).send(f"top {argument}\n".encode())
+    assert len(reply) == lines + 1 and reply[-1] == f"OK {lines} player" + "s" * (lines > 1)
