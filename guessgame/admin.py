@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from twisted.internet import defer, protocol
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -25,6 +25,18 @@ __all__ = ["AdminFactory", "AdminProtocol", "format_event", "format_time"]
 log = Logger()
 
 HANDSHAKE = "admin-greetings"
+
+#: Seconds a new connection has to complete its handshake.
+HANDSHAKE_TIMEOUT = 10.0
+#: How many connections may wait for their handshake at once; one more is
+#: closed at once.  With the delay below, this bounds how fast anyone can
+#: try tokens: 16 a second, from everywhere together.
+MAX_PENDING = 16
+#: Seconds between a wrong token and its ``ERR bad token``.
+BAD_TOKEN_DELAY = 1.0
+#: Seconds a connection closed before its handshake may take to accept its
+#: last line before it is aborted.
+REFUSAL_GRACE = 5.0
 
 #: ``top`` lists this many without K, and at most this many with one.
 TOP_DEFAULT = 10
@@ -76,6 +88,9 @@ class AdminProtocol(GuardedLineReceiver):
         self.classic: ClassicAdmin | None = None
         self._first_line = True
         self._closed: list[defer.Deferred[None]] = []
+        #: The handshake deadline, then the delayed refusal of a wrong token,
+        #: then the abort of a refused connection that does not go.
+        self._timer: IDelayedCall | None = None
         self._commands: dict[str, Callable[[str], None]] = {
             "who": self.do_who,
             "count": self.do_count,
@@ -105,6 +120,7 @@ class AdminProtocol(GuardedLineReceiver):
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         """Stop receiving events and free the administrator slot."""
+        self._handshake_over()
         if self.authenticated:
             self.authenticated = False
             self.factory.admins.discard(self)
@@ -156,6 +172,43 @@ class AdminProtocol(GuardedLineReceiver):
         else:
             handler(argument)
 
+    # The handshake: a deadline, a place among those waiting, a slow "no".
+
+    def await_handshake(self) -> None:
+        """Start the handshake deadline; the factory counts this connection as waiting."""
+        self._timer = self.factory.clock.callLater(HANDSHAKE_TIMEOUT, self._handshake_timed_out)
+
+    def _handshake_over(self) -> None:
+        """No longer waiting for the handshake: stop the timer, free the place."""
+        self.factory.pending.discard(self)
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _handshake_timed_out(self) -> None:
+        self._timer = None
+        log.info("administrator {peer}: no handshake in time, closing", peer=self.peer)
+        self._refuse_before_handshake("ERR handshake timeout")
+
+    def _refuse_before_handshake(self, text: str) -> None:
+        """Send ``text`` and close; abort a peer that does not take it in time.
+
+        The connection keeps its place among those waiting until it is gone.
+        """
+        self._refuse(text)
+        self._timer = self.factory.clock.callLater(REFUSAL_GRACE, self.transport.abortConnection)
+
+    def _bad_token(self) -> None:
+        """Answer a wrong token after a delay, reading nothing meanwhile."""
+        log.warn("administrator {peer}: bad token", peer=self.peer)
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self.hold("bad token")
+        self._buffer = b""
+        self._timer = self.factory.clock.callLater(
+            BAD_TOKEN_DELAY, self._refuse_before_handshake, "ERR bad token"
+        )
+
     def _handshake(self, command: str, token: str) -> None:
         if command != HANDSHAKE:
             self.send_line("ERR send Admin-Greetings first")
@@ -164,12 +217,12 @@ class AdminProtocol(GuardedLineReceiver):
         if expected is not None and not hmac.compare_digest(
             token.encode("utf-8"), expected.encode("utf-8")
         ):
-            log.warn("administrator {peer}: bad token", peer=self.peer)
-            self._refuse("ERR bad token")
+            self._bad_token()
             return
         if 0 < self.factory.max_admins <= len(self.factory.admins):
             self._refuse("ERR another administrator is connected")
             return
+        self._handshake_over()
         self.authenticated = True
         self.factory.admins.add(self)
         self.game.add_observer(self)
@@ -292,11 +345,23 @@ class AdminFactory(protocol.Factory[AdminProtocol]):
         max_line: int = 512,
     ) -> None:
         self.game = game
+        self.clock = game.clock
         self.token = token
         self.max_admins = max_admins
         self.max_line = max_line
         self.admins: set[AdminProtocol] = set()
+        #: Connections waiting for their handshake (at most `MAX_PENDING`).
+        self.pending: set[AdminProtocol] = set()
 
-    def buildProtocol(self, addr: IAddress | None) -> AdminProtocol:
-        """A protocol for one administrator connection."""
-        return AdminProtocol(self)
+    def buildProtocol(self, addr: IAddress | None) -> AdminProtocol | None:
+        """A protocol for one administrator connection, with its handshake deadline.
+
+        None, which closes the connection at once without a word, when
+        `MAX_PENDING` connections already wait for their handshake.
+        """
+        if len(self.pending) >= MAX_PENDING:
+            return None
+        admin = AdminProtocol(self)
+        self.pending.add(admin)
+        admin.await_handshake()
+        return admin
