@@ -365,3 +365,12 @@ class AdminFactory(protocol.Factory[AdminProtocol]):
         self.pending.add(admin)
         admin.await_handshake()
         return admin
+
+    def stopFactory(self) -> None:
+        """The port stopped listening (the daemon stops): close those not yet admitted.
+
+        Administrators past the handshake are closed by the game, as observers.
+        """
+        for admin in list(self.pending):
+            if admin.transport is not None:
+                admin.transport.loseConnection()

@@ -390,3 +390,13 @@ def test_token_tries_are_bounded_in_rate() -> None:
             open_peers.remove(peer)
     # 16 waiting at once, each held a second: 16 tries a second, not thousands.
     assert tried <= 16 * (seconds + 1)
+
+
+def test_stop_closes_connections_waiting_for_their_handshake() -> None:
+    """When the admin port stops, connections not past the handshake are closed too."""
+    factory = AdminFactory(make_game())
+    factory.doStart()
+    waiting = connect(factory)
+    admitted = admin(factory.game)
+    factory.doStop()
+    assert waiting.closed and not admitted.closed

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
+import socket
+import subprocess
+from pathlib import Path
 
-from tests.e2e import Daemon, play_to_win
+from guessgame import __version__
+from tests.e2e import WAIT, Daemon, Line, daemon_command, play_to_win
 
 
 def test_play_win_who_and_sigterm() -> None:
@@ -41,3 +46,91 @@ def test_play_win_who_and_sigterm() -> None:
             "EVENT leave 2 player2 shutdown",
         ]
         assert daemon.wait() == 0
+
+
+def test_sigint_stops_cleanly_with_status_0() -> None:
+    """SIGINT (Ctrl-C) is an orderly stop like SIGTERM: players told, exit status 0."""
+    with Daemon() as daemon:
+        player = daemon.player()
+        daemon.signal(signal.SIGINT)
+        assert player.line() == "*** The server is shutting down. Goodbye!"
+        assert daemon.wait() == 0
+
+
+def stalled_admin(daemon: Daemon, player: Line) -> Line:
+    """An administrator that asks for much and reads nothing: its replies pile up.
+
+    Its last command is a ``say`` that ``player`` waits for, so the daemon
+    has read every command before this returns.
+    """
+    admin = daemon.admin()
+    admin.sock.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        for _ in range(2_000):
+            # Ten help replies, 7 KB, for every 60 bytes sent: 14 MB in all,
+            # more than the kernel's buffers hold.
+            admin.sock.send(b"help\r\n" * 10)
+    admin.sock.settimeout(WAIT)
+    admin.send("say all read")
+    assert player.line() == "*** Message from the administrator: all read"
+    return admin
+
+
+def test_stop_is_bounded_by_a_client_that_never_reads() -> None:
+    """A stalled administrator is aborted 5 s into the stop; players still get the notice."""
+    with Daemon("--max-output", "1000000000") as daemon:
+        player = daemon.player()
+        stalled_admin(daemon, player)
+        daemon.signal(signal.SIGTERM)
+        assert player.line() == "*** The server is shutting down. Goodbye!"
+        assert daemon.wait() == 0
+        log = "".join(daemon.log)
+        assert "1 connection still open 5 seconds into the stop: aborted" in log
+
+
+def test_second_signal_exits_at_once() -> None:
+    """A second SIGTERM or SIGINT during the stop ends the daemon at once."""
+    with Daemon("--max-output", "1000000000") as daemon:
+        stalled_admin(daemon, daemon.player())
+        daemon.signal(signal.SIGTERM)
+        daemon.wait_for_log("left: shutdown")  # the stop has begun
+        daemon.signal(signal.SIGINT)
+        assert daemon.wait() == 1
+        log = "".join(daemon.log)
+        assert "received SIGINT during the stop: exiting at once" in log
+        assert "aborted" not in log and "ReactorNotRunning" not in log
+
+
+def test_port_in_use_is_one_line_and_status_1(tmp_path: Path) -> None:
+    """A player port that cannot be opened: one line naming it and why, exit 1, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        endpoint = f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1"
+        result = subprocess.run(
+            daemon_command("--player", endpoint, "--db", ":memory:"),
+            check=False,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            stdin=subprocess.DEVNULL,
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    [line] = [text for text in output.splitlines() if endpoint in text]
+    assert line.endswith(f"cannot open the player port {endpoint}: Address already in use")
+
+
+def test_start_up_log_says_what_runs_and_how_to_connect() -> None:
+    """Once: version, range and mode, the database's absolute path, and the nc command."""
+    with Daemon("--range", "5-50", "--mode", "solo") as daemon:
+        port = daemon.ports["player"]
+        daemon.player()  # the daemon has logged all it says at start
+        log = [line.split("] ", 1)[-1].rstrip("\n") for line in daemon.log]
+        database = daemon.cwd.resolve() / "guessgame.sqlite3"
+        assert (
+            log.count(f"guessgame {__version__}: range 5-50, mode solo, database {database}") == 1
+        )
+        assert log.count(f"players connect with: nc 127.0.0.1 {port}") == 1
