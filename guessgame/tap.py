@@ -167,6 +167,24 @@ class Options(usage.Options):
         ],
     ]
 
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """Parse and check ``options``; under twistd, a mistake is one line on stderr.
+
+        twistd prints its whole usage, some 50 lines, before the error,
+        which then scrolls by unseen.  A plugin cannot change what twistd
+        prints, but it can end the program itself: the error, alone on the
+        first line, a pointer to ``--help``, and exit status 1.  Used on its
+        own (in tests), it raises `UsageError` as any `usage.Options` does.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if self.parent is None:
+                raise
+            raise SystemExit(
+                f"twistd guessgame: {e}\n(twistd guessgame --help lists the options)"
+            ) from None
+
     def postOptions(self) -> None:
         """Check every value and combination; raise `UsageError` on a bad one."""
         try:

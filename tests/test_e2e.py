@@ -9,6 +9,8 @@ import socket
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from guessgame import __version__
 from tests.e2e import WAIT, Daemon, Line, daemon_command, play_to_win
 
@@ -134,3 +136,41 @@ def test_start_up_log_says_what_runs_and_how_to_connect() -> None:
             log.count(f"guessgame {__version__}: range 5-50, mode solo, database {database}") == 1
         )
         assert log.count(f"players connect with: nc 127.0.0.1 {port}") == 1
+
+
+def run_twistd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``twistd -n guessgame ARGS`` run to its end (bounded), output captured."""
+    return subprocess.run(
+        daemon_command(*args),
+        check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--range", "5"], "--range: range must be two whole numbers LO-HI, like 1-30, not '5'"),
+        (["--bogus"], "option --bogus not recognized"),
+    ],
+)
+def test_bad_option_is_one_line_first(tmp_path: Path, args: list[str], error: str) -> None:
+    """A bad option: the error first and alone on its line, no usage text, status 1."""
+    result = run_twistd(*args, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"twistd guessgame: {error}"
+    assert len(lines) <= 2 and "--max-players" not in result.stderr
+
+
+def test_help_keeps_the_full_usage(tmp_path: Path) -> None:
+    """--help still lists every option."""
+    result = run_twistd("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for option in ("--player", "--admin", "--range", "--mode", "--db", "--max-players"):
+        assert option in result.stdout
