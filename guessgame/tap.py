@@ -26,6 +26,7 @@ from twisted.internet.interfaces import (
     IAddress,
     IListeningPort,
     IProtocolFactory,
+    IReactorCore,
     IReactorFDSet,
     IStreamServerEndpoint,
 )
@@ -561,15 +562,23 @@ def how_to_connect(description: str, address: IAddress, hostname: str) -> str:
 
 
 class Announcement(service.Service):
-    """At start, once every port listens, says in the log what runs and how to join."""
+    """At start, once the daemon runs, says in the log what runs and how to join."""
 
-    def __init__(self, options: Options, player: Listener) -> None:
+    def __init__(self, options: Options, player: Listener, reactor: Any) -> None:
         self.options = options
         self.player = player
+        self.reactor = reactor
 
     def startService(self) -> None:
-        """Log the version, range, mode, database, and the command players use."""
+        """Announce once the reactor runs: players can connect from then on."""
         super().startService()
+        if IReactorCore.providedBy(self.reactor):
+            self.reactor.callWhenRunning(self.announce)
+        else:
+            self.announce()
+
+    def announce(self) -> None:
+        """Log the version, range, mode, database, and the command players use."""
         options = self.options
         log.info(
             "guessgame {version}: range {range}, mode {mode}, database {database}",
@@ -645,5 +654,5 @@ def makeService(options: Options, reactor: Any = None) -> Daemon:
         listener = Listener(role, options[role], endpoint, factory, reactor)
         listener.setName(role)
         listener.setServiceParent(top)
-    Announcement(options, top.getServiceNamed("player")).setServiceParent(top)
+    Announcement(options, top.getServiceNamed("player"), reactor).setServiceParent(top)
     return top

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import pty
 import re
+import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -174,3 +178,47 @@ def test_help_keeps_the_full_usage(tmp_path: Path) -> None:
     assert result.returncode == 0
     for option in ("--player", "--admin", "--range", "--mode", "--db", "--max-players"):
         assert option in result.stdout
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ctrl_c_on_make_run_looks_clean() -> None:
+    """Ctrl-C on ``make run`` (a real terminal): the daemon stops in order, make says nothing."""
+    if shutil.which("make") is None or not (ROOT / ".venv" / ".installed").exists():
+        pytest.skip("needs make and the repository's .venv")
+    # The quotes make make run the recipe through a shell, as ARGS often do.
+    args = "--player tcp:0:interface=127.0.0.1 --admin tcp:0:interface=127.0.0.1 --db ':memory:'"
+    # -o: never reinstall here, whatever changed since the last install.
+    command = ["make", "--no-print-directory", "-o", ".venv/.installed", "run", f"ARGS={args}"]
+    pid, terminal = pty.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        os.chdir(ROOT)
+        os.execvp("make", command)
+    output = b""
+    try:
+        while b"players connect with" not in output:
+            output += read_terminal(terminal)
+        os.write(terminal, b"\x03")  # what Ctrl-C sends
+        while (chunk := read_terminal(terminal)) != b"":
+            output += chunk
+    finally:
+        if os.waitpid(pid, os.WNOHANG) == (0, 0):
+            os.kill(pid, signal.SIGKILL)  # make; the daemon gets SIGHUP from its terminal
+            os.waitpid(pid, 0)
+        os.close(terminal)
+    text = output.decode("utf-8", "replace")
+    assert "received SIGINT, shutting down" in text
+    assert "Server Shut Down." in text
+    assert "make: ***" not in text, text
+
+
+def read_terminal(terminal: int) -> bytes:
+    """What the terminal shows next (b"" once closed), within the end-to-end bound."""
+    ready, _, _ = select.select([terminal], [], [], WAIT)
+    if not ready:
+        raise AssertionError("the terminal stayed silent")
+    try:
+        return os.read(terminal, 65536)
+    except OSError:  # EIO: every process on the terminal is gone
+        return b""
