@@ -163,8 +163,8 @@ class Options(usage.Options):
             "max-output",
             None,
             "65536",
-            "Close a player connection with more than this many bytes waiting to "
-            "be sent (a player that stopped reading).",
+            "Close a player or admin connection with more than this many bytes "
+            "waiting to be sent (a client that stopped reading).",
         ],
     ]
 
@@ -645,6 +645,7 @@ def makeService(options: Options, reactor: Any = None) -> Daemon:
         token=options["token"],
         max_admins=options["max-admins"],
         max_line=options["max-line"],
+        max_output=options["max-output"],
     )
     for role, description, factory in (
         ("player", player_endpoint(options["player"]), players),
