@@ -227,6 +227,11 @@ class AdminProtocol(GuardedLineReceiver):
 
     def _handshake_timed_out(self) -> None:
         self._timer = None
+        if self.transport.disconnecting:
+            # Refused already (another administrator, a long line) and its
+            # last line still not taken: no second answer, just go.
+            self.transport.abortConnection()
+            return
         log.info("administrator {peer}: no handshake in time, closing", peer=self.peer)
         self._refuse_before_handshake("ERR handshake timeout")
 

@@ -1,7 +1,10 @@
 """``twistd guessgame``: the command-line options and the service tree.
 
 `Options` reads and checks the command line; `makeService` builds one
-`Game` and two listeners (players and administrator) that share it.
+`Game` and two listeners (players and administrator) that share it, under
+a `Daemon` whose stop no client can hold, and an `Announcement` that says
+at start what runs and how to join.  `StopSignals` makes SIGTERM and
+SIGINT a clean stop, and a second one an immediate exit.
 """
 
 from __future__ import annotations

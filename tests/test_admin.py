@@ -400,3 +400,16 @@ def test_stop_closes_connections_waiting_for_their_handshake() -> None:
     admitted = admin(factory.game)
     factory.doStop()
     assert waiting.closed and not admitted.closed
+
+
+def test_a_refused_connection_gets_no_second_line_at_the_deadline() -> None:
+    """A connection refused before its handshake gets nothing after its refusal."""
+    clock = Clock()
+    game = make_game(clock=clock)
+    factory = AdminFactory(game)
+    first = connect(factory)
+    first.send(b"Admin-Greetings\n")
+    second = connect(factory, port=50001)
+    assert second.send(b"Admin-Greetings\n") == ["ERR another administrator is connected"]
+    clock.advance(10)
+    assert second.read() == []
