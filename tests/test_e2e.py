@@ -222,3 +222,16 @@ def read_terminal(terminal: int) -> bytes:
         return os.read(terminal, 65536)
     except OSError:  # EIO: every process on the terminal is gone
         return b""
+
+
+def test_seventeenth_connection_waiting_for_its_handshake_is_closed_at_once() -> None:
+    """With 16 admin connections waiting for their handshake, one more is closed without a word."""
+    with Daemon("--admin-token", "s3cret", "--max-admins", "0") as daemon:
+        waiting = [daemon.connect("admin") for _ in range(16)]
+        for client in waiting:
+            assert client.command("hello?") == ["ERR send Admin-Greetings first"]
+        one_more = daemon.connect("admin")
+        assert one_more.closed()
+        waiting[0].send("Admin-Greetings s3cret")
+        assert waiting[0].line() == "OK Admin-Greetings, 0 players online"
+        assert daemon.connect("admin").command("hello?") == ["ERR send Admin-Greetings first"]
