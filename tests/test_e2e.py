@@ -194,7 +194,13 @@ def test_ctrl_c_on_make_run_looks_clean() -> None:
     pid, terminal = pty.fork()
     if pid == 0:  # pragma: no cover (the child)
         os.chdir(ROOT)
-        os.execvp("make", command)
+        # A fresh make, not a sub-make of `make test ARGS=...`.
+        environment = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+        }
+        os.execvpe("make", command, environment)
     output = b""
     try:
         while b"players connect with" not in output:
