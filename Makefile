@@ -26,8 +26,10 @@ $(VENV)/.installed-test: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet --editable '.[test]'
 	@touch $@ $(VENV)/.installed
 
+# exec: Ctrl-C reaches the daemon itself, with no shell between that could
+# die of it; the daemon stops in order and exits 0, so make prints nothing.
 run: $(VENV)/.installed  ## install and run the daemon in the foreground (ARGS="--range 1-100")
-	$(BIN)/twistd --nodaemon --pidfile= guessgame $(ARGS)
+	exec $(BIN)/twistd --nodaemon --pidfile= guessgame $(ARGS)
 
 test: $(VENV)/.installed-test telnet-client  ## install with the test extra, lint, type-check, run every test
 	$(BIN)/ruff check .

@@ -20,6 +20,7 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from guessgame.leaderboard import Leaderboard
 from guessgame.store import NAME_PATTERN, Counters, LeaderboardEntry, MemoryStore, Store
@@ -267,8 +268,17 @@ class Game(Service):
         done: defer.Deferred[None] = defer.Deferred()
 
         def finish(_: object) -> None:
-            d = self.store.close()
+            d = defer.maybeDeferred(self.store.close)
+            d.addErrback(closing_failed)
             d.addBoth(lambda _: done.callback(None) if not done.called else None)
+
+        def closing_failed(failure: Failure) -> None:
+            # What the store could not write is lost: say so where the
+            # operator looks, in one line.
+            log.error(
+                "the database did not close cleanly: {error}",
+                error=failure.getErrorMessage(),
+            )
 
         defer.DeferredList(closing, consumeErrors=True).addBoth(finish)
         return done
@@ -422,11 +432,12 @@ class Game(Service):
             self._leaderboard.record(entry)
         saved = self.store.record_win(entry)
         log.info(
-            "player {id} ({name}) won with {number} in {guesses} guesses",
+            "player {id} ({name}) won with {number} in {counted}",
             id=player.id,
             name=player.name,
             number=number,
             guesses=guesses,
+            counted=plural(guesses, "guess"),
         )
         self._emit(Won(player.id, player.name, number, guesses))
         # The winner is done: it no longer takes part in rounds or notices.

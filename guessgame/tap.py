@@ -1,41 +1,73 @@
 """``twistd guessgame``: the command-line options and the service tree.
 
 `Options` reads and checks the command line; `makeService` builds one
-`Game` and two listeners (players and administrator) that share it.
+`Game` and two listeners (players and administrator) that share it, under
+a `Daemon` whose stop no client can hold, and an `Announcement` that says
+at start what runs and how to join.  `StopSignals` makes SIGTERM and
+SIGINT a clean stop, and a second one an immediate exit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
+import os
 import random
 import re
 import signal
+import socket
+import sys
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from twisted.application import service
-from twisted.internet import endpoints
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.internet import defer, endpoints
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.interfaces import (
+    IAddress,
+    IListeningPort,
+    IProtocolFactory,
+    IReactorCore,
+    IReactorFDSet,
+    IStreamServerEndpoint,
+)
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+from guessgame import __version__
 from guessgame.admin import AdminFactory
-from guessgame.game import MODES, Game, parse_range
+from guessgame.game import MODES, Game, parse_range, plural
 from guessgame.limits import Limits, raise_open_file_limit
 from guessgame.lines import format_address
 from guessgame.player import PlayerFactory
 from guessgame.sqlstore import StoreError, open_store
 from guessgame.store import MemoryStore, Store
 
-__all__ = ["FileLimit", "Listener", "Options", "is_local_endpoint", "makeService", "open_database"]
+__all__ = [
+    "Announcement",
+    "Daemon",
+    "FileLimit",
+    "Listener",
+    "Options",
+    "StopSignals",
+    "describe_database",
+    "how_to_connect",
+    "is_local_endpoint",
+    "makeService",
+    "open_database",
+]
 
 log = Logger()
 
 #: File descriptors kept for what is not a player: listeners, the
 #: administrator, the database, the log.
 RESERVED_FILES = 32
+
+#: Seconds into a stop after which a connection still open is aborted.
+STOP_GRACE = 5.0
 
 #: The listen backlog given to TCP player endpoints that name none: room
 #: for thousands of players connecting at once (Twisted's default is 50).
@@ -138,6 +170,24 @@ class Options(usage.Options):
             "waiting to be sent (a client that stopped reading).",
         ],
     ]
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """Parse and check ``options``; under twistd, a mistake is one line on stderr.
+
+        twistd prints its whole usage, some 50 lines, before the error,
+        which then scrolls by unseen.  A plugin cannot change what twistd
+        prints, but it can end the program itself: the error, alone on the
+        first line, a pointer to ``--help``, and exit status 1.  Used on its
+        own (in tests), it raises `UsageError` as any `usage.Options` does.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if self.parent is None:
+                raise
+            raise SystemExit(
+                f"twistd guessgame: {e}\n(twistd guessgame --help lists the options)"
+            ) from None
 
     def postOptions(self) -> None:
         """Check every value and combination; raise `UsageError` on a bad one."""
@@ -301,30 +351,60 @@ class FileLimit(service.Service):
 class Listener(service.Service):
     """Listens on an endpoint while running and logs the address bound.
 
-    Like `twisted.application.strports.service`, a port that cannot be
-    bound raises at start-up, so ``twistd`` fails instead of running deaf.
+    It listens in ``privilegedStartService``, as Twisted's own servers do,
+    so that a port that cannot be opened stops the daemon before anything
+    else has started: one log line naming the endpoint and the reason, and
+    exit status 1.
     """
 
     port: IListeningPort | None = None
 
     def __init__(
-        self, role: str, endpoint: IStreamServerEndpoint, factory: IProtocolFactory
+        self,
+        role: str,
+        description: str,
+        endpoint: IStreamServerEndpoint,
+        factory: IProtocolFactory,
+        reactor: Any,
     ) -> None:
         self.role = role
+        self.description = description
         self.endpoint = endpoint
         self.factory = factory
+        self.reactor = reactor
+        #: The port bound, kept after it stops listening: its connections
+        #: may outlive it, and the stop's deadline looks for them.
+        self.bound: IListeningPort | None = None
+
+    def privilegedStartService(self) -> None:
+        """Listen (before privileges are shed, and before any service starts)."""
+        super().privilegedStartService()
+        self._listen()
 
     def startService(self) -> None:
-        """Start listening; raise at once if the endpoint refuses."""
+        """Listen, unless ``privilegedStartService`` did."""
         super().startService()
+        if self.port is None:
+            self._listen()
+
+    def _listen(self) -> None:
         failures: list[Failure] = []
         d = self.endpoint.listen(self.factory)
         d.addCallbacks(self._listening, failures.append)
         if failures:
-            failures[0].raiseException()
+            error = failures[0].value
+            socket_error = getattr(error, "socketError", None)
+            reason = getattr(socket_error, "strerror", None) or str(error)
+            log.critical(
+                "cannot open the {role} port {endpoint}: {reason}",
+                role=self.role,
+                endpoint=self.description,
+                reason=reason,
+            )
+            raise SystemExit(1)
 
     def _listening(self, port: IListeningPort) -> None:
-        self.port = port
+        self.port = self.bound = port
         log.info(
             "{role} port listening on {address}",
             role=self.role,
@@ -339,21 +419,184 @@ class Listener(service.Service):
             return port.stopListening()
         return None
 
+    def abort_connections(self) -> int:
+        """Abort every connection this port accepted that is still open; how many.
 
-def exit_cleanly_on_sigterm(reactor: Any) -> None:
-    """Make SIGTERM an orderly shutdown that exits with status 0.
+        They are found where the reactor keeps them, whatever protocol owns
+        them now (a TLS layer, a dialect handed over): the same set that
+        the reactor itself disconnects at the end of a shutdown.
+        """
+        if self.bound is None or not IReactorFDSet.providedBy(self.reactor):
+            return 0
+        found = {*self.reactor.getReaders(), *self.reactor.getWriters()}
+        mine: list[Any] = [fd for fd in found if getattr(fd, "server", None) is self.bound]
+        for connection in mine:
+            connection.abortConnection()
+        return len(mine)
 
-    twistd re-raises a terminating signal after shutting down, so the exit
-    status would say "killed"; SIGTERM is how operators and service managers
-    ask a daemon to stop, and a clean stop should read as success.
+
+class Daemon(service.MultiService):
+    """The daemon's service tree, whose stop is bounded in time.
+
+    When the stop begins, players are told and every connection is asked
+    to close; one still open `STOP_GRACE` seconds later (a client that
+    stopped reading) is aborted, so that no client can hold the stop.
     """
 
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        log.info("received SIGTERM, shutting down")
-        reactor.callFromThread(reactor.stop)
+    def __init__(self, reactor: Any) -> None:
+        super().__init__()
+        self.reactor = reactor
 
-    # After startup, so that this replaces the reactor's own handler.
-    reactor.callWhenRunning(signal.signal, signal.SIGTERM, on_sigterm)
+    def stopService(self) -> defer.Deferred[None]:
+        """Stop every service; abort the connections left after `STOP_GRACE`."""
+        deadline = self.reactor.callLater(STOP_GRACE, self._abort_the_rest)
+        d: defer.Deferred[None] = defer.maybeDeferred(super().stopService)
+
+        def stopped(result: object) -> object:
+            if deadline.active():
+                deadline.cancel()
+            return result
+
+        return d.addBoth(stopped)
+
+    def _abort_the_rest(self) -> None:
+        aborted = sum(child.abort_connections() for child in self if isinstance(child, Listener))
+        if aborted:
+            log.warn(
+                "{count} still open {grace:g} seconds into the stop: aborted",
+                count=plural(aborted, "connection"),
+                grace=STOP_GRACE,
+            )
+
+
+class StopSignals:
+    """SIGTERM and SIGINT: the first stops the daemon in order, a second at once.
+
+    twistd would re-raise the signal once stopped, so the exit status would
+    say "killed"; a stop asked for is a clean one and exits with status 0.
+    A second signal during the stop (an operator who will not wait) ends
+    the process at once with status 1.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        #: A signal asked for the stop; the reactor has not begun it yet.
+        self.requested = False
+        #: The stop has begun.
+        self.stopping = False
+
+    def install(self) -> None:
+        """Take over both signals once the reactor runs (it sets its own at start)."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.reactor.callWhenRunning(signal.signal, signum, self.received)
+
+    def received(self, signum: int, frame: FrameType | None) -> None:
+        """Stop on the first signal; exit at once on one that comes during the stop.
+
+        A signal sent to a whole process group (``timeout``, ``kill -INT
+        -PGID``) may arrive twice before the reactor looks: until the stop
+        has begun, a repeat is the same request.
+        """
+        name = signal.Signals(signum).name
+        if self.stopping:
+            log.warn("received {signal} during the stop: exiting at once", signal=name)
+            for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+                with contextlib.suppress(Exception):
+                    if stream is not None:
+                        stream.flush()
+            os._exit(1)
+        if self.requested:
+            return
+        self.requested = True
+        log.info("received {signal}, shutting down", signal=name)
+        self.reactor.callFromThread(self._begin)
+
+    def _begin(self) -> None:
+        self.stopping = True
+        self.reactor.stop()
+
+
+def describe_database(path: str) -> str:
+    """``--db`` as the start-up log shows it: where, without a password."""
+    if path == ":memory:":
+        return ":memory: (nothing is kept)"
+    if "://" in path:
+        parts = urlsplit(path)
+        if parts.password is None:
+            return path
+        user = f"{parts.username}:" if parts.username else ":"
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
+    return os.path.abspath(path)
+
+
+#: Hosts a port listens on when it listens on every interface.
+EVERY_INTERFACE = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def how_to_connect(description: str, address: IAddress, hostname: str) -> str:
+    """The start-up log's line on how players reach the port bound at ``address``.
+
+    ``description`` is the endpoint as given (it says whether TLS is
+    spoken); ``hostname`` stands for this machine where every interface
+    listens.
+    """
+    if isinstance(address, UNIXAddress):
+        name = address.name
+        path = os.fsdecode(name) if name is not None else "?"
+        return f"players connect with: nc -U {path}"
+    if not isinstance(address, (IPv4Address, IPv6Address)):
+        return f"players connect to {address}"
+    tls = description.split(":", 1)[0].strip().lower() in ("ssl", "tls")
+
+    def command(host: str) -> str:
+        if tls:
+            target = f"[{host}]:{address.port}" if ":" in host else f"{host}:{address.port}"
+            return f"openssl s_client -quiet -connect {target}"
+        return f"nc {host} {address.port}"
+
+    local = EVERY_INTERFACE.get(address.host)
+    if local is None:
+        return f"players connect with: {command(address.host)}"
+    return (
+        "the player port is open on every interface: players connect with: "
+        f"{command(hostname)} ({command(local)} on this machine)"
+    )
+
+
+class Announcement(service.Service):
+    """At start, once the daemon runs, says in the log what runs and how to join."""
+
+    def __init__(self, options: Options, player: Listener, reactor: Any) -> None:
+        self.options = options
+        self.player = player
+        self.reactor = reactor
+
+    def startService(self) -> None:
+        """Announce once the reactor runs: players can connect from then on."""
+        super().startService()
+        if IReactorCore.providedBy(self.reactor):
+            self.reactor.callWhenRunning(self.announce)
+        else:
+            self.announce()
+
+    def announce(self) -> None:
+        """Log the version, range, mode, database, and the command players use."""
+        options = self.options
+        log.info(
+            "guessgame {version}: range {range}, mode {mode}, database {database}",
+            version=__version__,
+            range=f"{options['lo']}-{options['hi']}",
+            mode=options["mode"],
+            database=describe_database(options["db"]),
+        )
+        if self.player.port is not None:
+            log.info(
+                "{how}",
+                how=how_to_connect(
+                    self.player.description, self.player.port.getHost(), socket.gethostname()
+                ),
+            )
 
 
 def open_database(path: str, reactor: Any) -> Store:
@@ -373,17 +616,17 @@ def open_database(path: str, reactor: Any) -> Store:
         raise SystemExit(f"guessgame: {e}") from None
 
 
-def makeService(options: Options, reactor: Any = None) -> service.MultiService:
+def makeService(options: Options, reactor: Any = None) -> Daemon:
     """Build the daemon: one `Game`, a player listener and an admin listener.
 
     ``reactor`` is for tests; twistd passes none and gets the global reactor
-    with SIGTERM made a clean exit.
+    with SIGTERM and SIGINT made a clean stop (`StopSignals`).
     """
     if reactor is None:
         from twisted.internet import reactor
 
-        exit_cleanly_on_sigterm(reactor)
-    top = service.MultiService()
+        StopSignals(reactor).install()
+    top = Daemon(reactor)
     FileLimit(options["max-players"]).setServiceParent(top)
     game = Game(
         reactor,
@@ -412,7 +655,8 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         ("admin", options["admin"], admins),
     ):
         endpoint = endpoints.serverFromString(reactor, description)
-        listener = Listener(role, endpoint, factory)
+        listener = Listener(role, options[role], endpoint, factory, reactor)
         listener.setName(role)
         listener.setServiceParent(top)
+    Announcement(options, top.getServiceNamed("player"), reactor).setServiceParent(top)
     return top

@@ -578,8 +578,11 @@ def test_wrong_admin_token_is_logged_with_the_peer_address() -> None:
     seen: list[dict[str, Any]] = []
     globalLogPublisher.addObserver(seen.append)
     try:
-        peer = connect(AdminFactory(make_game(), token="right"), "127.0.0.9", 40001)
-        assert peer.send(b"Admin-Greetings wrong\r\n") == ["ERR bad token"]
+        clock = Clock()
+        peer = connect(AdminFactory(make_game(clock=clock), token="right"), "127.0.0.9", 40001)
+        peer.send(b"Admin-Greetings wrong\r\n")
+        clock.advance(1)  # the delay after a wrong token
+        assert peer.read() == ["ERR bad token"]
         assert peer.closed
     finally:
         globalLogPublisher.removeObserver(seen.append)
