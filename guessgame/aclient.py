@@ -307,6 +307,7 @@ class AdminClient(LineReceiver):
         self._lines: list[str] = []
         self.gone = False
         self._quitting = False
+        self._goodbye_timer: Any = None
         #: Fires once the connection is gone.
         self.lost: defer.Deferred[None] = defer.Deferred()
 
@@ -342,6 +343,9 @@ class AdminClient(LineReceiver):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Fail the commands still waiting for a reply."""
         self.gone = True
+        if self._goodbye_timer is not None and self._goodbye_timer.active():
+            self._goodbye_timer.cancel()
+        self._goodbye_timer = None
         pending, self._pending = self._pending, deque()
         for d in pending:
             d.errback(ConnectionLost())
@@ -352,7 +356,8 @@ class AdminClient(LineReceiver):
         if not self.gone and not self._quitting:
             self._quitting = True
             self.command("quit").addErrback(lambda _: None)
-            self.lost.addTimeout(GOODBYE_TIMEOUT, reactor, lambda *_: None)
+            # Not a timeout on `lost`: cancelling it would fail whoever waits on it.
+            self._goodbye_timer = reactor.callLater(GOODBYE_TIMEOUT, self.transport.abortConnection)
         return self.lost
 
 

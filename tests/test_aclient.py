@@ -14,6 +14,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.usage import UsageError
 
 from guessgame.aclient import (
+    GOODBYE_TIMEOUT,
     AdminClient,
     Options,
     PlayerRow,
@@ -28,10 +29,21 @@ from guessgame.aclient import (
     parse_stats,
     reply_json,
 )
-from tests.clients import Daemon, Spawner, daemon, run, spawn, start_daemon
+from tests.clients import (
+    TLS_FAILURES,
+    Daemon,
+    Spawner,
+    TLSListeners,
+    daemon,
+    run,
+    spawn,
+    start_daemon,
+    tls_failure,
+    tls_listen,
+)
 from tests.common import listen, open_client
 
-__all__ = ["daemon", "spawn"]  # fixtures
+__all__ = ["daemon", "spawn", "tls_listen"]  # fixtures
 
 
 # Parsing and formatting, without sockets.
@@ -226,6 +238,24 @@ def test_admin_client_fails_pending_commands_when_lost() -> None:
     assert client.lost.called
 
 
+def test_quit_from_a_server_that_never_closes() -> None:
+    """quit with no close from the server: aborted after a while, and whoever waits is told."""
+    from twisted.internet.task import Clock
+
+    clock = Clock()
+    client = AdminClient(lambda line: None)
+    transport = StringTransport()
+    client.makeConnection(transport)
+    results: list[object] = []
+    client.lost.addBoth(results.append)  # as the console waits for it
+    client.quit(clock)
+    client.dataReceived(b"OK bye\r\n")
+    clock.advance(GOODBYE_TIMEOUT)
+    assert transport.disconnecting
+    client.connectionLost()
+    assert results == [None]
+
+
 @pytest.mark.parametrize(
     ("argv", "env", "token"),
     [
@@ -405,6 +435,22 @@ def test_another_admin(daemon: Daemon, spawn: Spawner) -> Any:
         "refused the handshake: another administrator is connected\n"
     )
     yield other.close()
+
+
+@pytest.mark.parametrize("case", sorted(TLS_FAILURES))
+@pytest_twisted.inlineCallbacks
+def test_tls_check_fails(spawn: Spawner, tls_listen: TLSListeners, tmp_path: Any, case: str) -> Any:
+    """A certificate that fails the check: one line, status 1, and the token is never sent."""
+    key, cert, roots = tls_failure(tmp_path, case)
+    listener = yield tls_listen(key, cert)
+    address = f"tls:localhost:{listener.number}:trustRoots={roots}"
+    admin = yield run(spawn, "aclient", "--connect", address, "--token", "s3cret", "count")
+    assert (admin.code, admin.out, admin.stderr_text) == (
+        1,
+        b"",
+        f"guessgame-admin: cannot connect to {address}: {TLS_FAILURES[case]}\n",
+    )
+    assert listener.received == b""
 
 
 @pytest_twisted.inlineCallbacks
