@@ -78,18 +78,17 @@ class ClientOptions(usage.Options):
     optParameters: list[list[Any]] = [
         ["host", None, None, "Host name or address of the server [default: 127.0.0.1]."],
         ["port", None, None, "TCP port of the server."],
-        [
-            "connect",
-            None,
-            None,
-            "A Twisted client endpoint string instead of --host/--port "
-            "(tcp:host=::1:port=4000, tls:example.org:4000, unix:/path).",
-        ],
+        ["connect", None, None, "A Twisted client endpoint string instead of --host/--port."],
     ]
 
     def __init__(self) -> None:
         super().__init__()
-        self.docs["port"] = f"TCP port of the server [default: {self.default_port}]."
+        port = self.default_port
+        self.docs["port"] = f"TCP port of the server [default: {port}]."
+        self.docs["connect"] = (
+            "A Twisted client endpoint string instead of --host/--port "
+            f"(tcp:host=127.0.0.1:port={port}, tls:example.org:{port}, unix:/path)."
+        )
 
     def opt_version(self) -> NoReturn:
         """Show the version of guessgame and exit."""

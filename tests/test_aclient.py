@@ -169,10 +169,40 @@ def test_format_other_replies() -> None:
     stats = Reply(True, "players=2 uptime=61 mode=shared")
     assert format_reply("stats", stats) == ["players  2", "uptime   1m 1s", "mode     shared"]
     assert format_reply("kick 7", Reply(True, "kicked 7")) == ["kicked 7"]
-    assert format_reply("help", Reply(True, "", ["who   list", "count  how many"])) == [
-        "who   list",
-        "count  how many",
+
+
+def test_format_help() -> None:
+    """help lists the commands in words, not in the wire format; unknown ones pass as sent."""
+    from guessgame.admin import HELP
+
+    lines = format_reply("help", Reply(True, "", [*HELP, "frob X     a newer command"]))
+    assert lines[0].split() == [
+        "who",
+        "the",
+        "players",
+        "online:",
+        "id,",
+        "name,",
+        "address,",
+        "guesses",
+        "and",
+        "since",
+        "when",
     ]
+    assert not any("PLAYER ID" in line or "HOST:PORT" in line for line in lines)
+    assert [line.split()[0] for line in lines] == [
+        "who",
+        "count",
+        "stats",
+        "kick",
+        "say",
+        "newround",
+        "top",
+        "help",
+        "quit",
+        "frob",
+    ]
+    assert lines[-1] == "frob X     a newer command"
 
 
 def test_reply_json() -> None:
@@ -196,6 +226,10 @@ def test_reply_json() -> None:
         "players": 1,
         "mode": "solo",
     }
+    assert reply_json("count", Reply(True, "3 players"))["count"] == 3
+    assert reply_json("say hi", Reply(True, "sent to 1 player"))["sent"] == 1
+    assert reply_json("newround", Reply(True, "round 4 started"))["round"] == 4
+    assert reply_json("kick 7", Reply(True, "kicked 7"))["kicked"] == 7
     assert reply_json("top", Reply(True, "1 player", ["TOP 1 alice 5 3"]))["top"] == [
         {"rank": 1, "name": "alice", "wins": 5, "best": 3}
     ]
@@ -289,6 +323,19 @@ def test_token_file(tmp_path: Any) -> None:
         Options().parseOptions(["--token-file", str(path)])
     with pytest.raises(UsageError, match="give --token or --token-file, not both"):
         Options().parseOptions(["--token", "x", "--token-file", str(path)])
+
+
+@pytest.mark.parametrize(("module", "port"), [("aclient", "4001"), ("pclient", "4000")])
+def test_connect_example_names_the_client_port(module: str, port: str) -> None:
+    """The --connect example in --help uses the port this client talks to."""
+    import importlib
+
+    options = importlib.import_module(f"guessgame.{module}").Options()
+    text = str(options)
+    assert f"port={port}" in text
+    assert f":{port}" in text.split("--connect=", 1)[1].split("--help", 1)[0]
+    other = "4000" if port == "4001" else "4001"
+    assert other not in text
 
 
 def test_command_words() -> None:
@@ -432,7 +479,8 @@ def test_another_admin(daemon: Daemon, spawn: Spawner) -> Any:
     assert admin.code == 1
     assert admin.stderr_text == (
         f"guessgame-admin: the server at 127.0.0.1:{daemon.admin_port} "
-        "refused the handshake: another administrator is connected\n"
+        "refused the handshake: another administrator is connected "
+        "(the daemon allows one at a time unless started with --max-admins N)\n"
     )
     yield other.close()
 
