@@ -10,8 +10,10 @@ for text to appear in what it printed.  Nothing blocks the reactor.
 from __future__ import annotations
 
 import os
+import pathlib
 import random
 import re
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -191,6 +193,24 @@ class ClientProcess(protocol.ProcessProtocol):
         return self.err.decode("utf-8", "replace")
 
 
+#: The repository, where the Makefile is.
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def make_command(target: str, args: str) -> list[str]:
+    """``make TARGET ARGS=args`` in the repository, quiet; skips the test without make or .venv.
+
+    The Makefile runs the programs of the repository's ``.venv``: only
+    when the tests run from that venv do those programs hold this code.
+    """
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    if pathlib.Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
+        pytest.skip("the tests do not run from the repository's .venv, which make uses")
+    return [make, "-s", "--no-print-directory", "-C", str(ROOT), target, f"ARGS={args}"]
+
+
 class Spawner:
     """Starts client processes and kills any left running at the end."""
 
@@ -222,6 +242,19 @@ class Spawner:
             env=environment,
             usePTY=pty,
         )
+        self.processes.append(process)
+        return process
+
+    def program(self, argv: list[str], *, pty: bool = False) -> ClientProcess:
+        """Run any program (``argv[0]`` a path), in a pseudo-terminal if ``pty``."""
+        from twisted.internet import reactor
+
+        # A make of ours started from `make test` is a make of its own.
+        outer = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "GUESSGAME_ADMIN_TOKEN")
+        environment = {key: value for key, value in os.environ.items() if key not in outer}
+        environment["TERM"] = "xterm"
+        process = ClientProcess()
+        reactor.spawnProcess(process, argv[0], argv, env=environment, usePTY=pty)
         self.processes.append(process)
         return process
 
