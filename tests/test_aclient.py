@@ -35,6 +35,7 @@ from tests.clients import (
     Spawner,
     TLSListeners,
     daemon,
+    make_command,
     run,
     spawn,
     start_daemon,
@@ -499,6 +500,15 @@ def test_tls_check_fails(spawn: Spawner, tls_listen: TLSListeners, tmp_path: Any
         f"guessgame-admin: cannot connect to {address}: {TLS_FAILURES[case]}\n",
     )
     assert listener.received == b""
+
+
+@pytest_twisted.inlineCallbacks
+def test_make_admin(daemon: Daemon, spawn: Spawner) -> Any:
+    """make admin runs guessgame-admin from .venv with ARGS, as the README shows."""
+    admin = spawn.program(make_command("admin", f"--port {daemon.admin_port} count"))
+    admin.close_stdin()
+    assert (yield admin.finish()) == 0
+    assert (admin.stdout_lines, admin.stderr_text) == (["0 players"], "")
 
 
 @pytest_twisted.inlineCallbacks

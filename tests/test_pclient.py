@@ -29,6 +29,7 @@ from tests.clients import (
     TLSListeners,
     daemon,
     make_certificate,
+    make_command,
     run,
     spawn,
     start_daemon,
@@ -584,6 +585,37 @@ def test_goodbye_timeout_ends_the_game_cleanly() -> None:
     assert transport.disconnecting
     client.connectionLost(Failure(ConnectionAborted()))
     assert results == [0]
+
+
+@pytest_twisted.inlineCallbacks
+def test_make_play(daemon: Daemon, spawn: Spawner) -> Any:
+    """make play runs guessgame-play from .venv with ARGS, as the README shows."""
+    player = spawn.program(make_command("play", f"--port {daemon.player_port}"))
+    player.type("quit\n")
+    player.close_stdin()
+    assert (yield player.finish()) == 0
+    assert (player.stdout_lines, player.stderr_text) == ([*GREETING, "Goodbye!"], "")
+
+
+@pytest_twisted.inlineCallbacks
+def test_readme_connect_examples(spawn: Spawner) -> Any:
+    """Every --connect tcp: example in the README reaches a daemon with the default --player."""
+    import re
+
+    from tests.clients import ROOT
+
+    readme = (ROOT / "README.rst").read_text(encoding="utf-8")
+    examples = re.findall(r"--connect[ =]`*(tcp:[^` ]+)", readme)
+    examples += re.findall(r"``(tcp:host=[^`]+)``", readme)
+    assert examples
+    running = start_daemon("--player", "tcp:0")  # the default, on a free port
+    try:
+        for example in sorted(set(examples)):
+            endpoint = re.sub(r"port=4000", f"port={running.player_port}", example)
+            player = yield run(spawn, "pclient", "--connect", endpoint, stdin="quit\n")
+            assert (example, player.code, player.stderr_text) == (example, 0, "")
+    finally:
+        yield running.stop()
 
 
 @pytest_twisted.inlineCallbacks
