@@ -25,17 +25,23 @@ def openbsd_nc() -> str | None:
     path = shutil.which("nc")
     if path is None:
         return None
+    return path if is_openbsd_nc(path) else None
+
+
+def is_openbsd_nc(path: str) -> bool:
+    """Whether the ``nc`` at ``path`` is netcat-openbsd (its usage says so)."""
     try:
         usage = subprocess.run([path, "-h"], check=False, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
-        return None
-    return path if "OpenBSD" in usage.stdout + usage.stderr else None
+        return False
+    return "OpenBSD" in usage.stdout + usage.stderr
 
 
 NC = openbsd_nc()
 
 pytestmark = pytest.mark.skipif(
-    NC is None, reason="netcat-openbsd is not installed (make test installs it where it can)"
+    NC is None,
+    reason="nc is missing or not netcat-openbsd (make test installs it where it can)",
 )
 
 
