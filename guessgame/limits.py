@@ -33,6 +33,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
 from zope.interface import implementer
 
+from guessgame.hangup import reset_after_close
 from guessgame.lines import GuardedLineReceiver
 
 __all__ = [
@@ -269,10 +270,14 @@ class LimitedLineReceiver(GuardedLineReceiver):
                 call.cancel()
 
     def finish(self) -> None:
-        """Close once what was sent is flushed; abort a peer that will not take it."""
+        """Close once what was sent is flushed; abort a peer that will not take it.
+
+        A TCP close ends in a reset once the peer has it all, so that nc exits.
+        """
         self.transport.loseConnection()
         if self._linger is None:
             self._linger = self.clock.callLater(CLOSE_GRACE, self.transport.abortConnection)
+            reset_after_close(self.transport, CLOSE_GRACE)
 
     # Per line: keep this cheap.
 
