@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import random
 import re
 import signal
@@ -25,6 +26,10 @@ from guessgame.admin import AdminFactory
 from guessgame.game import MODES, Game, parse_range
 from guessgame.limits import Limits, raise_open_file_limit
 from guessgame.lines import format_address
+from guessgame.ops.eventlog import EventLog, reopen_on_sighup
+from guessgame.ops.metrics import ConnectionCounts, Metrics, MetricsSite
+from guessgame.ops.systemd import ReadyNotifier
+from guessgame.ops.tls import load_ca, mutual_tls_endpoint
 from guessgame.player import PlayerFactory
 from guessgame.sqlstore import StoreError, open_store
 from guessgame.store import MemoryStore, Store
@@ -137,6 +142,27 @@ class Options(usage.Options):
             "Close a player connection with more than this many bytes waiting to "
             "be sent (a player that stopped reading).",
         ],
+        [
+            "metrics",
+            None,
+            None,
+            "Endpoint serving Prometheus metrics at /metrics, like "
+            "tcp:9400:interface=127.0.0.1 (default: off).",
+        ],
+        [
+            "event-log",
+            None,
+            None,
+            "Append every game event to this file as JSON Lines; SIGHUP reopens it.",
+        ],
+        [
+            "admin-ca",
+            None,
+            None,
+            "With an ssl: admin endpoint, admit only administrators whose client "
+            "certificate this PEM CA signed (mutual TLS; may listen beyond loopback "
+            "without a token).",
+        ],
     ]
 
     def postOptions(self) -> None:
@@ -159,13 +185,44 @@ class Options(usage.Options):
             raise usage.UsageError("--db needs a file name (or :memory: to keep nothing)")
         for name in ("player", "admin"):
             _check_endpoint(name, self[name])
-        if self["token"] is None and not is_local_endpoint(self["admin"]):
+        self._check_ops()
+        if (
+            self["token"] is None
+            and not is_local_endpoint(self["admin"])
+            and self["admin-ca"] is None
+        ):
             raise usage.UsageError(
                 f"--admin {self['admin']!r} is not a loopback endpoint (only tcp: or "
                 "tcp6: with interface=127.x.x.x or ::1, and unix:, count as local); "
                 "set --admin-token or --admin-token-file before opening the admin "
                 "port to the network"
             )
+
+    def _check_ops(self) -> None:
+        """Check --metrics, --event-log and --admin-ca."""
+        if self["metrics"] == "off":
+            self["metrics"] = None
+        if self["metrics"] is not None:
+            _check_endpoint("metrics", self["metrics"])
+        path = self["event-log"]
+        if path is not None:
+            try:
+                with open(path, "a", encoding="utf-8"):
+                    pass
+            except OSError as e:
+                raise usage.UsageError(
+                    f"--event-log: cannot append to {path}: {e.strerror}"
+                ) from None
+        if self["admin-ca"] is not None:
+            if _split_endpoint(self["admin"])[0].strip().lower() != "ssl":
+                raise usage.UsageError(
+                    f"--admin-ca needs an ssl: admin endpoint (like ssl:4001:"
+                    f"privateKey=key.pem:certKey=cert.pem), not {self['admin']!r}"
+                )
+            try:
+                load_ca(self["admin-ca"])
+            except ValueError as e:
+                raise usage.UsageError(f"--admin-ca: {e}") from None
 
     def limits(self) -> Limits:
         """The player port's limits, from the checked options."""
@@ -379,12 +436,14 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
     ``reactor`` is for tests; twistd passes none and gets the global reactor
     with SIGTERM made a clean exit.
     """
+    under_twistd = reactor is None
     if reactor is None:
         from twisted.internet import reactor
 
         exit_cleanly_on_sigterm(reactor)
     top = service.MultiService()
     FileLimit(options["max-players"]).setServiceParent(top)
+    connections = ConnectionCounts()
     game = Game(
         reactor,
         random.SystemRandom(),
@@ -393,25 +452,46 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         mode=options["mode"],
         store=open_database(options["db"], reactor),
     )
+    if options["event-log"] is not None:
+        # Before the game: it starts first (the first round is logged) and
+        # stops last (the stop's leave events are logged).
+        event_log = EventLog(game, options["event-log"], reactor)
+        event_log.setServiceParent(top)
+        if under_twistd:
+            reopen_on_sighup(reactor, event_log)
     game.setServiceParent(top)
     players = PlayerFactory(
         game,
         max_line=options["max-line"],
         limits=options.limits(),
         classic_wait=options["classic-wait"],
+        count_connection=connections.for_port("player"),
     )
     admins = AdminFactory(
         game,
         token=options["token"],
         max_admins=options["max-admins"],
         max_line=options["max-line"],
+        count_connection=connections.for_port("admin"),
     )
     for role, description, factory in (
         ("player", player_endpoint(options["player"]), players),
         ("admin", options["admin"], admins),
     ):
         endpoint = endpoints.serverFromString(reactor, description)
+        if role == "admin" and options["admin-ca"] is not None:
+            endpoint = mutual_tls_endpoint(reactor, description, options["admin-ca"])
         listener = Listener(role, endpoint, factory)
         listener.setName(role)
         listener.setServiceParent(top)
+    if options["metrics"] is not None:
+        metrics = Metrics(game, reactor, admins=lambda: len(admins.admins), connections=connections)
+        metrics.setServiceParent(top)
+        endpoint = endpoints.serverFromString(reactor, options["metrics"])
+        listener = Listener("metrics", endpoint, MetricsSite(metrics))
+        listener.setName("metrics")
+        listener.setServiceParent(top)
+    if "NOTIFY_SOCKET" in os.environ:
+        # Last: it starts once everything above listens, and stops first.
+        ReadyNotifier(reactor).setServiceParent(top)
     return top
