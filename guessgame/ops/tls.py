@@ -41,6 +41,18 @@ def load_ca(path: str) -> Any:
     return ssl.trustRootFromCertificates(certificates)
 
 
+def _modern(key_or_certificate: Any) -> Any:
+    """The ``cryptography`` object for a pyOpenSSL key or certificate.
+
+    pyOpenSSL deprecates its own X509 and PKey objects as arguments.
+    """
+    if hasattr(key_or_certificate, "to_cryptography"):
+        return key_or_certificate.to_cryptography()
+    if hasattr(key_or_certificate, "to_cryptography_key"):
+        return key_or_certificate.to_cryptography_key()
+    return key_or_certificate
+
+
 def mutual_tls_endpoint(reactor: Any, description: str, ca_path: str) -> Any:
     """The ``ssl:`` server endpoint ``description``, requiring client certificates.
 
@@ -56,9 +68,9 @@ def mutual_tls_endpoint(reactor: Any, description: str, ca_path: str) -> Any:
     # parameters into its options; the endpoint keeps them privately.
     server = endpoint._sslContextFactory
     options = ssl.CertificateOptions(
-        privateKey=server.privateKey,
-        certificate=server.certificate,
-        extraCertChain=server.extraCertChain or None,
+        privateKey=_modern(server.privateKey),
+        certificate=_modern(server.certificate),
+        extraCertChain=[_modern(c) for c in server.extraCertChain] or None,
         dhParameters=server.dhParameters,
         trustRoot=trust_root,
     )
