@@ -28,7 +28,7 @@ from guessgame.limits import Limits, raise_open_file_limit
 from guessgame.lines import format_address
 from guessgame.ops.eventlog import EventLog, reopen_on_sighup
 from guessgame.ops.metrics import ConnectionCounts, Metrics, MetricsSite
-from guessgame.ops.systemd import ReadyNotifier
+from guessgame.ops.systemd import ReadyNotifier, socket_is_local
 from guessgame.ops.tls import load_ca, mutual_tls_endpoint
 from guessgame.player import PlayerFactory
 from guessgame.sqlstore import StoreError, open_store
@@ -292,17 +292,26 @@ def _split_endpoint(description: str) -> list[str]:
 def is_local_endpoint(description: str) -> bool:
     """Whether only this machine can reach ``description``.
 
-    ``unix:`` endpoints are local, and ``tcp:``/``tcp6:`` endpoints whose
-    interface is in 127.0.0.0/8 or is ``::1``; anything else (no interface,
-    a host name, TLS, systemd sockets) is not.
+    ``unix:`` endpoints are local, ``tcp:``/``tcp6:`` endpoints whose
+    interface is in 127.0.0.0/8 or is ``::1``, and ``systemd:...:name=NAME``
+    sockets that systemd bound to such an address; anything else (no
+    interface, a host name, TLS) is not.
     """
     kind, *args = _split_endpoint(description)
     kind = kind.strip().lower()
     if kind == "unix":
         return True
+    named = dict(arg.split("=", 1) for arg in args if "=" in arg)
+    if kind == "systemd":
+        from twisted.internet import reactor
+
+        try:
+            adopted = endpoints.serverFromString(reactor, description)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            return False
+        return socket_is_local(adopted.fileno)
     if kind not in ("tcp", "tcp6"):
         return False
-    named = dict(arg.split("=", 1) for arg in args if "=" in arg)
     positional = [arg for arg in args if "=" not in arg]
     interface = named.get("interface", positional[1] if len(positional) > 1 else "")
     try:

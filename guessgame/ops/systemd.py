@@ -10,6 +10,7 @@ The sockets systemd passes in are taken by Twisted's own
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.logger import Logger
 
-__all__ = ["ReadyNotifier", "notify"]
+__all__ = ["ReadyNotifier", "notify", "socket_is_local"]
 
 log = Logger()
 
@@ -48,6 +49,22 @@ def notify(state: str, environ: Mapping[str, str] | None = None) -> bool:
         )
         return False
     return True
+
+
+def socket_is_local(fileno: int) -> bool:
+    """Whether the listening socket ``fileno`` is reachable from this machine only.
+
+    True for a Unix socket and for one bound to a loopback address (what a
+    socket unit's ``ListenStream=127.0.0.1:4001`` makes); false otherwise.
+    """
+    # A duplicate, so that closing our socket object leaves the original open.
+    with socket.socket(fileno=os.dup(fileno)) as sock:
+        family, address = sock.family, sock.getsockname()
+    if family == socket.AF_UNIX:
+        return True
+    if family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    return ipaddress.ip_address(address[0]).is_loopback
 
 
 class ReadyNotifier(Service):
