@@ -26,7 +26,7 @@ from guessgame.admin import AdminFactory
 from guessgame.game import MODES, Game, parse_range
 from guessgame.limits import Limits, raise_open_file_limit
 from guessgame.lines import format_address
-from guessgame.ops.eventlog import EventLog, reopen_on_sighup
+from guessgame.ops.eventlog import EventLog, open_event_log, reopen_on_sighup
 from guessgame.ops.metrics import ConnectionCounts, Metrics, MetricsSite
 from guessgame.ops.systemd import ReadyNotifier, socket_is_local
 from guessgame.ops.tls import load_ca, mutual_tls_endpoint
@@ -207,8 +207,7 @@ class Options(usage.Options):
         path = self["event-log"]
         if path is not None:
             try:
-                with open(path, "a", encoding="utf-8"):
-                    pass
+                os.close(open_event_log(path))
             except OSError as e:
                 raise usage.UsageError(
                     f"--event-log: cannot append to {path}: {e.strerror}"

@@ -188,7 +188,7 @@ def wait_for(predicate: Any, what: str) -> None:
 
 
 def test_sighup_reopens_the_log_after_logrotate_moved_it(tmp_path: Path) -> None:
-    """twistd keeps running on SIGHUP and writes new events to a new file at the path."""
+    """twistd keeps running on SIGHUP, writes new events to a new file, and logs its stop."""
     path = tmp_path / "events.jsonl"
     moved = tmp_path / "events.jsonl.1"
     with Daemon("--event-log", str(path), "--db", ":memory:") as daemon:
@@ -200,14 +200,18 @@ def test_sighup_reopens_the_log_after_logrotate_moved_it(tmp_path: Path) -> None
         wait_for(path.exists, "the log to be reopened")
         secret, guesses, _ = play_to_win(player)
         wait_for(lambda: "leave" in path.read_text(encoding="utf-8"), "the leave event")
+        daemon.player()
         assert daemon.proc.poll() is None
         daemon.signal(signal.SIGTERM)
         assert daemon.wait() == 0
     old = [r["event"] for r in read_log(moved)]
     assert old == ["round", "join", "name"]
     new = without_time(read_log(path))
-    assert new == [
+    assert new[:3] == [
         {"event": "win", "id": 1, "name": "carol", "number": secret, "guesses": guesses},
         {"event": "round", "round": 2, "range": "1-30"},
         {"event": "leave", "id": 1, "name": "carol", "reason": "won"},
     ]
+    # The player still there at the stop leaves in the log too.
+    assert new[3]["event"] == "join"
+    assert new[4:] == [{"event": "leave", "id": 2, "name": "player2", "reason": "shutdown"}]

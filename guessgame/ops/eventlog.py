@@ -35,7 +35,7 @@ from guessgame.game import (
     Won,
 )
 
-__all__ = ["EventLog", "event_record", "format_time", "reopen_on_sighup"]
+__all__ = ["EventLog", "event_record", "format_time", "open_event_log", "reopen_on_sighup"]
 
 log = Logger()
 
@@ -74,6 +74,11 @@ def event_record(event: Event) -> dict[str, Any]:
     raise TypeError(f"not a game event: {event!r}")
 
 
+def open_event_log(path: str) -> int:
+    """Open ``path`` for appending (created readable by owner and group only)."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+
+
 class EventLog(Service):
     """Appends every game event to ``path`` while running; see the module docstring.
 
@@ -105,7 +110,7 @@ class EventLog(Service):
             os.close(fd)
 
     def _open(self) -> int:
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        return open_event_log(self.path)
 
     def reopen(self) -> None:
         """Close the file and open ``path`` again (after logrotate moved it)."""
