@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 
 from guessgame.classic import HELLO_TEXT, ClassicAdmin
 from guessgame.game import Event, Game, Joined, Left, Renamed, RoundStarted, Won, plural
+from guessgame.limits import OutputCap
 from guessgame.lines import GuardedLineReceiver, format_address
 
 __all__ = ["AdminFactory", "AdminProtocol", "format_event", "format_time"]
@@ -74,6 +75,9 @@ class AdminProtocol(GuardedLineReceiver):
         self.classic: ClassicAdmin | None = None
         self._first_line = True
         self._closed: list[defer.Deferred[None]] = []
+        #: The output cap, once connected with ``max_output`` set.
+        self._cap: OutputCap | None = None
+        self._dropped = False
         self._commands: dict[str, Callable[[str], None]] = {
             "who": self.do_who,
             "count": self.do_count,
@@ -92,14 +96,19 @@ class AdminProtocol(GuardedLineReceiver):
         return format_address(self.transport.getPeer())
 
     def connectionMade(self) -> None:
-        """Turn on TCP keepalive, so an administrator that vanished frees its slot.
+        """Turn on TCP keepalive and the output cap.
 
-        Admin connections have no idle timeout and no output cap (a ``who``
-        of thousands of players is large).
+        Keepalive frees the slot of an administrator that vanished; the
+        output cap, from the first byte (before the handshake too), drops
+        one that stopped reading (see `output_exceeded`).
         """
         set_keepalive = getattr(self.transport, "setTcpKeepAlive", None)
         if set_keepalive is not None:
             set_keepalive(1)
+        if self.factory.max_output:
+            self._cap = OutputCap.attach(
+                self.transport, self.factory.max_output, self.output_exceeded
+            )
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         """Stop receiving events and free the administrator slot."""
@@ -111,6 +120,37 @@ class AdminProtocol(GuardedLineReceiver):
         waiting, self._closed = self._closed, []
         for d in waiting:
             d.callback(None)
+
+    def output_exceeded(self) -> None:
+        """The administrator stopped reading: log it and drop it at once.
+
+        Nothing more is queued for it: no event, and no answer to the lines
+        it sent before the drop.
+        """
+        if self._dropped:
+            return
+        self._dropped = True
+        log.warn(
+            "administrator {peer} stopped reading: over {limit} bytes unsent, closing",
+            peer=self.peer,
+            limit=self.factory.max_output,
+        )
+        self.game.remove_observer(self)
+        # Neither the lines already buffered nor any input handed on after
+        # the abort (TLS may still deliver what it decrypted) is answered.
+        self._buffer = b""
+        self.hold("dropped")
+        self.transport.abortConnection()
+
+    def write_reply(self, data: bytes) -> None:
+        """Write one reply of many lines (``who``, ``top``) in one piece.
+
+        The output cap counts what waits beyond the largest such reply: a
+        ``who`` of thousands of players is not a peer that stopped reading.
+        """
+        if self._cap is not None:
+            self._cap.make_room(len(data))
+        self.transport.write(data)
 
     # GameObserver.
 
@@ -196,7 +236,7 @@ class AdminProtocol(GuardedLineReceiver):
             for p in players
         ]
         lines.append(f"OK {plural(len(players), 'player')}")
-        self.transport.write("".join(line + "\r\n" for line in lines).encode("utf-8"))
+        self.write_reply("".join(line + "\r\n" for line in lines).encode("utf-8"))
 
     def do_count(self, argument: str) -> None:
         """``count``."""
@@ -247,7 +287,7 @@ class AdminProtocol(GuardedLineReceiver):
             for rank, entry in enumerate(board, start=1)
         ]
         lines.append(f"OK {plural(len(board), 'player')}")
-        self.transport.write("".join(line + "\r\n" for line in lines).encode("utf-8"))
+        self.write_reply("".join(line + "\r\n" for line in lines).encode("utf-8"))
 
     def do_help(self, argument: str) -> None:
         """``help``: one line a command."""
@@ -282,6 +322,7 @@ class AdminFactory(protocol.Factory[AdminProtocol]):
         max_admins: int = 1,
         max_line: int = 512,
         count_connection: Callable[[str], None] | None = None,
+        max_output: int = 0,
     ) -> None:
         self.game = game
         #: Told ``"accepted"`` or ``"refused"`` for each handshake (the metrics).
@@ -289,6 +330,8 @@ class AdminFactory(protocol.Factory[AdminProtocol]):
         self.token = token
         self.max_admins = max_admins
         self.max_line = max_line
+        #: Bytes an administrator may leave unsent before it is dropped (0: no cap).
+        self.max_output = max_output
         self.admins: set[AdminProtocol] = set()
 
     def buildProtocol(self, addr: IAddress | None) -> AdminProtocol:

@@ -11,7 +11,6 @@ game with a `task.Clock` and a seeded `random.Random`.
 from __future__ import annotations
 
 import enum
-import heapq
 import random
 import re
 from dataclasses import dataclass, field
@@ -22,7 +21,8 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from guessgame.store import Counters, LeaderboardEntry, MemoryStore, Store
+from guessgame.leaderboard import Leaderboard
+from guessgame.store import NAME_PATTERN, Counters, LeaderboardEntry, MemoryStore, Store
 
 __all__ = [
     "SHUTTING_DOWN",
@@ -49,8 +49,6 @@ __all__ = [
 
 log = Logger()
 
-#: A player name: what ``name NICK`` accepts.
-NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,16}")
 #: Names of this form are the defaults (``player7``) and cannot be chosen.
 DEFAULT_NAME_PATTERN = re.compile(r"player[0-9]+", re.IGNORECASE)
 
@@ -243,11 +241,6 @@ class Player:
     guesses: int = 0
 
 
-def _rank(entry: LeaderboardEntry) -> tuple[int, int, str, str]:
-    """Leaderboard order: most wins, then best, then name."""
-    return (-entry.wins, entry.best, entry.name.lower(), entry.name)
-
-
 class Game(Service):
     """The one game every connection plays; see the module docstring."""
 
@@ -277,7 +270,7 @@ class Game(Service):
         self._names: dict[str, Player] = {}
         self._observers: list[GameObserver] = []
         self._counters = Counters()
-        self._leaderboard: dict[str, LeaderboardEntry] = {}
+        self._leaderboard = Leaderboard()
         self._secret = 0
         self._started_at = clock.seconds()
         self._stopping = False
@@ -292,7 +285,7 @@ class Game(Service):
         self._started_at = self.clock.seconds()
         snapshot = self.store.load()
         self._counters = snapshot.counters
-        self._leaderboard = {e.name.lower(): e for e in snapshot.leaderboard}
+        self._leaderboard = Leaderboard(snapshot.leaderboard)
         self._stopping = False
         self._new_round()
 
@@ -455,14 +448,17 @@ class Game(Service):
     def _win(self, player: Player, number: int) -> Win:
         guesses = player.guesses
         self._counters.wins += 1
-        now = self.clock.seconds()
-        key = player.name.lower()
-        entry = self._leaderboard.get(key)
-        if entry is None:
-            entry = LeaderboardEntry(player.name, 1, guesses, now)
-        else:
-            entry = LeaderboardEntry(player.name, entry.wins + 1, min(entry.best, guesses), now)
-        self._leaderboard[key] = entry
+        entry: LeaderboardEntry | None = None
+        # Only chosen names enter the leaderboard: default names come and go
+        # with every connection and would grow it without bound.
+        if DEFAULT_NAME_PATTERN.fullmatch(player.name) is None:
+            now = self.clock.seconds()
+            entry = self._leaderboard.get(player.name)
+            if entry is None:
+                entry = LeaderboardEntry(player.name, 1, guesses, now)
+            else:
+                entry = LeaderboardEntry(player.name, entry.wins + 1, min(entry.best, guesses), now)
+            self._leaderboard.record(entry)
         saved = self.store.record_win(entry)
         log.info(
             "player {id} ({name}) won with {number} in {guesses} guesses",
@@ -493,13 +489,14 @@ class Game(Service):
     # What the administrator and the ``top`` command read.
 
     def leaderboard(self, limit: int | None = None) -> list[LeaderboardEntry]:
-        """The leaderboard: most wins first, then best, then name."""
-        entries = self._leaderboard.values()
+        """The leaderboard's first ``limit`` entries (all without one).
+
+        Most wins first, then best, then name; the first K cost the same
+        however large the board is.
+        """
         if limit is None:
-            return sorted(entries, key=_rank)
-        # The board keeps every name that ever won: take the top without
-        # sorting all of it.
-        return heapq.nsmallest(limit, entries, key=_rank)
+            return list(self._leaderboard)
+        return self._leaderboard.top(limit)
 
     def stats(self) -> dict[str, int | str]:
         """Counters for the administrator's ``stats``, in their wire order."""
@@ -512,4 +509,5 @@ class Game(Service):
             "mode": self.mode,
             "range": self.range_text,
             "store": "failing" if self.store.failing else "ok",
+            "unsaved": self.store.unsaved,
         }

@@ -139,8 +139,8 @@ class Options(usage.Options):
             "max-output",
             None,
             "65536",
-            "Close a player connection with more than this many bytes waiting to "
-            "be sent (a player that stopped reading).",
+            "Close a player or admin connection with more than this many bytes "
+            "waiting to be sent (a client that stopped reading).",
         ],
         [
             "metrics",
@@ -480,6 +480,7 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         token=options["token"],
         max_admins=options["max-admins"],
         max_line=options["max-line"],
+        max_output=options["max-output"],
         count_connection=connections.for_port("admin"),
     )
     for role, description, factory in (

@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.internet.task import Clock
 
 from bench import loadgen, run
 from bench.ceiling import CeilingFactory
+from bench.top import Timed, seed_database
 from guessgame.player import PlayerFactory
+from guessgame.sqlstore import open_store
 from tests.common import connect, make_game
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -606,3 +609,31 @@ def test_loadgen_against_the_ceiling() -> None:
     assert measured["errors"] == 0, measured
     assert measured["guesses"] > 0
     assert measured["prompt_ms"]["count"] == 5
+
+
+# The top benchmark's parts.
+
+
+def test_top_bench_seeds_a_database_the_daemon_accepts(tmp_path: Path) -> None:
+    """The seeded leaderboard passes the start-up checks and holds every name."""
+    db = tmp_path / "board.sqlite3"
+    seed_database(db, 500)
+    # What the daemon's start loads, without starting the writer.
+    snapshot = open_store(str(db), Clock())._snapshot
+    assert len(snapshot.leaderboard) == 500
+    assert snapshot.counters.wins == sum(e.wins for e in snapshot.leaderboard)
+
+
+def test_top_bench_row_reports_what_the_player_saw() -> None:
+    """Replies out of sent, median, p99 and max in ms, top answers, CPU."""
+    timed = Timed(sent=4, replies=[0.001, 0.003, 0.002], tops=7, cpu=12.5)
+    assert timed.row() == ["3/4", "2.0", "3.0", "3.0", "7", "12.5"]
+    assert Timed(sent=1, replies=[], tops=0, cpu=None).row()[:2] == ["0/1", "-"]
+    assert Timed(sent=None, replies=[], tops=3, cpu=99.0).row() == [
+        "no greeting",
+        "-",
+        "-",
+        "-",
+        "3",
+        "99.0",
+    ]

@@ -341,21 +341,121 @@ def test_output_under_the_cap_is_kept() -> None:
     assert len(game.players) == 1
 
 
-def test_admin_gets_keepalive_and_no_output_cap() -> None:
-    """Admin connections turn on TCP keepalive and register no producer."""
+class TcpLikeTransport(CappedTransport):
+    """A `CappedTransport` whose abort, like TCP's, does not set ``disconnecting``."""
 
-    class KeepAliveTransport(CappedTransport):
-        keepalive: int | None = None
+    keepalive: int | None = None
 
-        def setTcpKeepAlive(self, enabled: int) -> None:
-            self.keepalive = enabled
+    def setTcpKeepAlive(self, enabled: int) -> None:
+        """Record the keepalive setting."""
+        self.keepalive = enabled
 
-    factory = AdminFactory(make_game())
-    proto = factory.buildProtocol(v4("127.0.0.1"))
-    transport = KeepAliveTransport()
+    def abortConnection(self) -> None:
+        """Mark the transport aborted, and nothing else."""
+        self.disconnected = True
+
+
+def capped_admin(limit: int, game: Any = None) -> tuple[Peer, AdminFactory]:
+    """An administrator, before its handshake, over a `TcpLikeTransport` capped at ``limit``."""
+    factory = AdminFactory(game if game is not None else make_game(), max_output=limit)
+    addr = v4("127.0.0.1", 40001)
+    proto = factory.buildProtocol(addr)
+    transport = TcpLikeTransport(peerAddress=addr)
     proto.makeConnection(transport)
-    assert transport.keepalive == 1
-    assert transport.producer is None
+    return Peer(proto, transport), factory
+
+
+@pytest.fixture
+def log_lines() -> Any:
+    """The text of every event logged while the test runs."""
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    seen: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(seen.append)
+    yield lambda: [formatEvent(e) for e in seen]
+    globalLogPublisher.removeObserver(seen.append)
+
+
+DROPPED_ADMIN = "administrator 127.0.0.1:40001 stopped reading: over 1024 bytes unsent, closing"
+
+
+def test_admin_gets_keepalive_and_the_output_cap() -> None:
+    """Admin connections turn on TCP keepalive and the output cap from the start."""
+    peer, _ = capped_admin(4096)
+    assert peer.transport.keepalive == 1
+    assert peer.transport.producer is not None
+    assert peer.transport.bufferSize == 4096
+
+
+def test_admin_that_stopped_reading_is_dropped_and_logged(log_lines: Any) -> None:
+    """Past max-output unsent bytes an administrator is aborted, logged, and answered no more."""
+    game = make_game()
+    peer, factory = capped_admin(1024, game)
+    peer.proto.dataReceived(b"Admin-Greetings\r\n")
+    # Each help reply is about 700 bytes: the second one goes over the cap,
+    # and the lines still buffered behind it get no answer.
+    peer.proto.dataReceived(b"help\r\n" * 10)
+    assert aborted(peer)
+    assert len(peer.transport.value()) < 3 * 800
+    assert DROPPED_ADMIN in log_lines()
+    written = len(peer.transport.value())
+    game.new_round()  # an event: not queued for a dropped administrator
+    # Input handed on after the abort (TLS may deliver what it had decrypted)
+    # is not answered either.
+    peer.proto.dataReceived(b"count\r\n")
+    assert len(peer.transport.value()) == written
+    peer.lose()
+    assert factory.admins == set()
+
+
+def test_admin_flooding_before_its_handshake_is_dropped(log_lines: Any) -> None:
+    """An unread flood of ERR replies before the handshake is capped like any other output."""
+    peer, factory = capped_admin(1024)
+    peer.proto.dataReceived(b"x\r\n" * 1000)
+    assert aborted(peer)
+    first = b"ERR send Admin-Greetings first\r\n"
+    assert peer.transport.value() == first * (1024 // len(first) + 1)
+    assert DROPPED_ADMIN in log_lines()
+    peer.lose()
+    assert factory.admins == set()
+
+
+def test_admin_under_the_cap_stays() -> None:
+    """An administrator with fewer unsent bytes than the cap stays."""
+    peer, factory = capped_admin(4096)
+    peer.proto.dataReceived(b"Admin-Greetings\r\n" + b"count\r\n" * 100)
+    assert not aborted(peer)
+    assert factory.admins == {peer.proto}
+
+
+def test_who_longer_than_the_cap_reaches_the_admin_whole() -> None:
+    """One who reply larger than max-output is sent whole, not taken for a stopped reader."""
+    game = make_game()
+    players = PlayerFactory(game)
+    for n in range(100):
+        connect(players, port=30000 + n)
+    peer, _ = capped_admin(1024, game)
+    peer.send(b"Admin-Greetings\r\n")
+    lines = peer.send(b"who\r\n")
+    assert len(lines) == 101 and lines[-1] == "OK 100 players"
+    assert len("".join(lines)) > 4 * 1024
+    assert not aborted(peer)
+    # The cap is max-output beyond that reply: unread output past it is dropped.
+    peer.proto.dataReceived(b"help\r\n" * 20)
+    assert aborted(peer)
+
+
+def test_classic_who_longer_than_the_cap_reaches_the_admin_whole() -> None:
+    """A classic Who listing larger than max-output is sent whole, then the close."""
+    game = make_game()
+    players = PlayerFactory(game)
+    for n in range(100):
+        connect(players, port=30000 + n)
+    peer, _ = capped_admin(1024, game)
+    assert peer.send(b"Hello\r\n") == ["Admin-Greetings"]
+    lines = peer.send(b"Who\r\n")
+    assert lines == [f"127.0.0.1 {30000 + n}" for n in range(100)]
+    assert peer.closed and not aborted(peer)
 
 
 # The open-file limit.
