@@ -100,6 +100,7 @@ class EventLog(Service):
         self._fd = self._open()
         super().startService()
         self.game.add_observer(self)
+        log.info("event log appending to {path}", path=os.path.abspath(self.path))
 
     def stopService(self) -> None:
         """Stop watching and close the file."""
