@@ -58,7 +58,10 @@ def mutual_tls_endpoint(reactor: Any, description: str, ca_path: str) -> Any:
 
     Only clients whose certificate the CA in ``ca_path`` signed complete
     the handshake.  Raises `ValueError` when ``description`` is not an
-    ``ssl:`` endpoint or the CA cannot be used.
+    ``ssl:`` endpoint or the CA cannot be used.  The key, certificate,
+    ``extraCertChain``, ``dhParameters``, port, interface and backlog are
+    the string's; an ``sslmethod`` is not carried over (Twisted's default
+    TLS versions apply).
     """
     endpoint = endpoints.serverFromString(reactor, description)
     if not isinstance(endpoint, endpoints.SSL4ServerEndpoint):
