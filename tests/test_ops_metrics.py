@@ -333,3 +333,14 @@ def test_other_paths_are_not_found(daemon: MultiService) -> Any:
     for path in ("/", "/metric", "/metrics/extra"):
         status, _, text = yield get(daemon, path)
         assert (status, text) == (404, "Not found: the metrics are at /metrics\n")
+
+
+def test_openmetrics_when_the_scraper_asks_for_it() -> None:
+    """A scraper that accepts OpenMetrics gets it; any other gets the text format."""
+    metrics = Metrics(make_game(), Clock(), admins=lambda: 0, connections=ConnectionCounts())
+    body, content_type = metrics.render("application/openmetrics-text; version=1.0.0")
+    assert content_type.startswith("application/openmetrics-text")
+    assert body.endswith(b"# EOF\n")
+    assert b"guessgame_wins_total 0.0" in body
+    _, plain = metrics.render("text/html")
+    assert plain.startswith("text/plain; version=0.0.4")
