@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from guessgame.classic import HELLO_TEXT, ClassicAdmin
-from guessgame.game import Event, Game, Joined, Left, RoundStarted, Won, plural
+from guessgame.game import Event, Game, Joined, Left, Renamed, RoundStarted, Won, plural
 from guessgame.limits import OutputCap
 from guessgame.lines import GuardedLineReceiver, format_address
 
@@ -44,8 +44,8 @@ TOP_DEFAULT = 10
 TOP_MOST = 1000
 
 
-def format_event(event: Event) -> str:
-    """The ``EVENT`` line for one game event."""
+def format_event(event: Event) -> str | None:
+    """The ``EVENT`` line for one game event; None for those admins are not sent."""
     if isinstance(event, Joined):
         return f"EVENT join {event.id} {event.name} {event.address}"
     if isinstance(event, Left):
@@ -54,7 +54,9 @@ def format_event(event: Event) -> str:
         return f"EVENT win {event.id} {event.name} {event.number} {event.guesses}"
     if isinstance(event, RoundStarted):
         return f"EVENT round {event.round} {event.lo}-{event.hi}"
-    return f"EVENT name {event.id} {event.old} {event.new}"
+    if isinstance(event, Renamed):
+        return f"EVENT name {event.id} {event.old} {event.new}"
+    return None
 
 
 def format_time(seconds: float) -> str:
@@ -174,7 +176,9 @@ class AdminProtocol(GuardedLineReceiver):
 
     def game_event(self, event: Event) -> None:
         """Push one ``EVENT`` line."""
-        self.send_line(format_event(event))
+        line = format_event(event)
+        if line is not None:
+            self.send_line(line)
 
     def close(self) -> defer.Deferred[None]:
         """Flush and close; fire once closed."""
@@ -262,11 +266,14 @@ class AdminProtocol(GuardedLineReceiver):
         if expected is not None and not hmac.compare_digest(
             token.encode("utf-8"), expected.encode("utf-8")
         ):
+            self.factory.count_connection("refused")
             self._bad_token()
             return
         if 0 < self.factory.max_admins <= len(self.factory.admins):
+            self.factory.count_connection("refused")
             self._refuse("ERR another administrator is connected")
             return
+        self.factory.count_connection("accepted")
         self._handshake_over()
         self.authenticated = True
         self.factory.admins.add(self)
@@ -388,10 +395,13 @@ class AdminFactory(protocol.Factory[AdminProtocol]):
         token: str | None = None,
         max_admins: int = 1,
         max_line: int = 512,
+        count_connection: Callable[[str], None] | None = None,
         max_output: int = 0,
     ) -> None:
         self.game = game
         self.clock = game.clock
+        #: Told ``"accepted"`` or ``"refused"`` for each handshake (the metrics).
+        self.count_connection = count_connection or _ignore
         self.token = token
         self.max_admins = max_admins
         self.max_line = max_line
@@ -422,3 +432,7 @@ class AdminFactory(protocol.Factory[AdminProtocol]):
         for admin in list(self.pending):
             if admin.transport is not None:
                 admin.transport.loseConnection()
+
+
+def _ignore(result: str) -> None:
+    """Count nothing (no metrics)."""

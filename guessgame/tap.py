@@ -42,6 +42,10 @@ from guessgame.admin import AdminFactory
 from guessgame.game import MODES, Game, parse_range, plural
 from guessgame.limits import Limits, raise_open_file_limit
 from guessgame.lines import format_address
+from guessgame.ops.eventlog import EventLog, open_event_log, reopen_on_sighup
+from guessgame.ops.metrics import ConnectionCounts, Metrics, MetricsSite
+from guessgame.ops.systemd import ReadyNotifier, socket_is_local
+from guessgame.ops.tls import load_ca, mutual_tls_endpoint
 from guessgame.player import PlayerFactory
 from guessgame.sqlstore import StoreError, open_store
 from guessgame.store import MemoryStore, Store
@@ -169,6 +173,27 @@ class Options(usage.Options):
             "Close a player or admin connection with more than this many bytes "
             "waiting to be sent (a client that stopped reading).",
         ],
+        [
+            "metrics",
+            None,
+            None,
+            "Endpoint serving Prometheus metrics at /metrics, like "
+            "tcp:9400:interface=127.0.0.1 (default: off).",
+        ],
+        [
+            "event-log",
+            None,
+            None,
+            "Append every game event to this file as JSON Lines; SIGHUP reopens it.",
+        ],
+        [
+            "admin-ca",
+            None,
+            None,
+            "With an ssl: admin endpoint, admit only administrators whose client "
+            "certificate this PEM CA signed (mutual TLS; may listen beyond loopback "
+            "without a token).",
+        ],
     ]
 
     def parseOptions(self, options: list[str] | None = None) -> None:
@@ -209,13 +234,43 @@ class Options(usage.Options):
             raise usage.UsageError("--db needs a file name (or :memory: to keep nothing)")
         for name in ("player", "admin"):
             _check_endpoint(name, self[name])
-        if self["token"] is None and not is_local_endpoint(self["admin"]):
+        self._check_ops()
+        if (
+            self["token"] is None
+            and not is_local_endpoint(self["admin"])
+            and self["admin-ca"] is None
+        ):
             raise usage.UsageError(
                 f"--admin {self['admin']!r} is not a loopback endpoint (only tcp: or "
                 "tcp6: with interface=127.x.x.x or ::1, and unix:, count as local); "
                 "set --admin-token or --admin-token-file before opening the admin "
                 "port to the network"
             )
+
+    def _check_ops(self) -> None:
+        """Check --metrics, --event-log and --admin-ca."""
+        if self["metrics"] == "off":
+            self["metrics"] = None
+        if self["metrics"] is not None:
+            _check_endpoint("metrics", self["metrics"])
+        path = self["event-log"]
+        if path is not None:
+            try:
+                os.close(open_event_log(path))
+            except OSError as e:
+                raise usage.UsageError(
+                    f"--event-log: cannot append to {path}: {e.strerror}"
+                ) from None
+        if self["admin-ca"] is not None:
+            if _split_endpoint(self["admin"])[0].strip().lower() != "ssl":
+                raise usage.UsageError(
+                    f"--admin-ca needs an ssl: admin endpoint (like ssl:4001:"
+                    f"privateKey=key.pem:certKey=cert.pem), not {self['admin']!r}"
+                )
+            try:
+                load_ca(self["admin-ca"])
+            except ValueError as e:
+                raise usage.UsageError(f"--admin-ca: {e}") from None
 
     def limits(self) -> Limits:
         """The player port's limits, from the checked options."""
@@ -285,17 +340,26 @@ def _split_endpoint(description: str) -> list[str]:
 def is_local_endpoint(description: str) -> bool:
     """Whether only this machine can reach ``description``.
 
-    ``unix:`` endpoints are local, and ``tcp:``/``tcp6:`` endpoints whose
-    interface is in 127.0.0.0/8 or is ``::1``; anything else (no interface,
-    a host name, TLS, systemd sockets) is not.
+    ``unix:`` endpoints are local, ``tcp:``/``tcp6:`` endpoints whose
+    interface is in 127.0.0.0/8 or is ``::1``, and ``systemd:...:name=NAME``
+    sockets that systemd bound to such an address; anything else (no
+    interface, a host name, TLS) is not.
     """
     kind, *args = _split_endpoint(description)
     kind = kind.strip().lower()
     if kind == "unix":
         return True
+    named = dict(arg.split("=", 1) for arg in args if "=" in arg)
+    if kind == "systemd":
+        from twisted.internet import reactor
+
+        try:
+            adopted = endpoints.serverFromString(reactor, description)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            return False
+        return socket_is_local(adopted.fileno)
     if kind not in ("tcp", "tcp6"):
         return False
-    named = dict(arg.split("=", 1) for arg in args if "=" in arg)
     positional = [arg for arg in args if "=" not in arg]
     interface = named.get("interface", positional[1] if len(positional) > 1 else "")
     try:
@@ -622,12 +686,14 @@ def makeService(options: Options, reactor: Any = None) -> Daemon:
     ``reactor`` is for tests; twistd passes none and gets the global reactor
     with SIGTERM and SIGINT made a clean stop (`StopSignals`).
     """
+    under_twistd = reactor is None
     if reactor is None:
         from twisted.internet import reactor
 
         StopSignals(reactor).install()
     top = Daemon(reactor)
     FileLimit(options["max-players"]).setServiceParent(top)
+    connections = ConnectionCounts()
     game = Game(
         reactor,
         random.SystemRandom(),
@@ -636,12 +702,20 @@ def makeService(options: Options, reactor: Any = None) -> Daemon:
         mode=options["mode"],
         store=open_database(options["db"], reactor),
     )
+    if options["event-log"] is not None:
+        # Before the game: it starts first (the first round is logged) and
+        # stops last (the stop's leave events are logged).
+        event_log = EventLog(game, options["event-log"], reactor)
+        event_log.setServiceParent(top)
+        if under_twistd:
+            reopen_on_sighup(reactor, event_log)
     game.setServiceParent(top)
     players = PlayerFactory(
         game,
         max_line=options["max-line"],
         limits=options.limits(),
         classic_wait=options["classic-wait"],
+        count_connection=connections.for_port("player"),
     )
     admins = AdminFactory(
         game,
@@ -649,14 +723,27 @@ def makeService(options: Options, reactor: Any = None) -> Daemon:
         max_admins=options["max-admins"],
         max_line=options["max-line"],
         max_output=options["max-output"],
+        count_connection=connections.for_port("admin"),
     )
     for role, description, factory in (
         ("player", player_endpoint(options["player"]), players),
         ("admin", options["admin"], admins),
     ):
         endpoint = endpoints.serverFromString(reactor, description)
+        if role == "admin" and options["admin-ca"] is not None:
+            endpoint = mutual_tls_endpoint(reactor, description, options["admin-ca"])
         listener = Listener(role, options[role], endpoint, factory, reactor)
         listener.setName(role)
         listener.setServiceParent(top)
+    if options["metrics"] is not None:
+        metrics = Metrics(game, reactor, admins=lambda: len(admins.admins), connections=connections)
+        metrics.setServiceParent(top)
+        endpoint = endpoints.serverFromString(reactor, options["metrics"])
+        listener = Listener("metrics", options["metrics"], endpoint, MetricsSite(metrics), reactor)
+        listener.setName("metrics")
+        listener.setServiceParent(top)
     Announcement(options, top.getServiceNamed("player"), reactor).setServiceParent(top)
+    if "NOTIFY_SOCKET" in os.environ:
+        # Last: it starts once everything above listens, and stops first.
+        ReadyNotifier(reactor).setServiceParent(top)
     return top

@@ -348,6 +348,33 @@ def test_matrix() -> None:
     ]
 
 
+def test_metrics_rows() -> None:
+    """--metrics follows each daemon row with the same row serving metrics."""
+    assert run.parse_args(["--quick", "--metrics"]).metrics
+    rows = run.matrix(quick=True, metrics=True)
+    assert [(r.server, r.metrics, r.label) for r in rows] == [
+        ("ceiling", False, "ceiling"),
+        ("daemon", False, "daemon"),
+        ("daemon", True, "daemon, metrics on"),
+    ]
+    command = run.server_command(rows[2], [], pin=False)
+    assert command[-2:] == ["--metrics", "tcp:0:interface=127.0.0.1"]
+    assert "--metrics" not in run.server_command(rows[1], [], pin=False)
+
+
+def test_metrics_cost_ratio() -> None:
+    """The metrics row's CPU per guess is compared with the same row's, metrics off."""
+    common = {"players": 1000, "range": "1-30", "guesses_per_s": 1.0, "reply_p99_ms": 1.0}
+    results: list[dict[str, Any]] = [
+        {**common, "server": "ceiling", "server_us_per_guess": 10.0},
+        {**common, "server": "daemon", "server_us_per_guess": 20.0, "metrics": False},
+        {**common, "server": "daemon", "server_us_per_guess": 20.5, "metrics": True},
+    ]
+    run.pair_ratios(results)
+    assert results[2]["metrics_cost_ratio"] == 1.025
+    assert "metrics_cost_ratio" not in results[1]
+
+
 def test_pair_option() -> None:
     """--pair N:LO-HI picks the pairs to run; a malformed one is a usage error."""
     ns = run.parse_args(["--pair", "1000:1-30", "--pair", "10:5-9"])

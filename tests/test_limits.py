@@ -354,10 +354,16 @@ def test_output_cap_drops_a_player_that_stopped_reading() -> None:
 
 
 class TcpLikeTransport(CappedTransport):
-    """A `CappedTransport` whose abort, like TCP's, leaves ``disconnecting`` unset."""
+    """A `CappedTransport` whose abort, like TCP's, does not set ``disconnecting``."""
+
+    keepalive: int | None = None
+
+    def setTcpKeepAlive(self, enabled: int) -> None:
+        """Record the keepalive setting."""
+        self.keepalive = enabled
 
     def abortConnection(self) -> None:
-        """Stop at once; TCP tells the protocol only later, in ``connectionLost``."""
+        """Mark the transport aborted, and nothing else."""
         self.disconnected = True
 
 
@@ -436,20 +442,6 @@ def test_output_under_the_cap_is_kept() -> None:
         game.say("x" * 100)
     assert not aborted(peer)
     assert len(game.players) == 1
-
-
-class TcpLikeTransport(CappedTransport):
-    """A `CappedTransport` whose abort, like TCP's, does not set ``disconnecting``."""
-
-    keepalive: int | None = None
-
-    def setTcpKeepAlive(self, enabled: int) -> None:
-        """Record the keepalive setting."""
-        self.keepalive = enabled
-
-    def abortConnection(self) -> None:
-        """Mark the transport aborted, and nothing else."""
-        self.disconnected = True
 
 
 def capped_admin(limit: int, game: Any = None) -> tuple[Peer, AdminFactory]:
