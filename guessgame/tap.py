@@ -28,6 +28,7 @@ from guessgame.lines import format_address
 from guessgame.player import PlayerFactory
 from guessgame.sqlstore import StoreError, open_store
 from guessgame.store import MemoryStore, Store
+from guessgame.web.site import make_site, page_url
 
 __all__ = ["FileLimit", "Listener", "Options", "is_local_endpoint", "makeService", "open_database"]
 
@@ -62,6 +63,13 @@ class Options(usage.Options):
             f"get backlog={PLAYER_BACKLOG}).",
         ],
         ["admin", None, "tcp:4001:interface=127.0.0.1", "Endpoint the administrator connects to."],
+        [
+            "web",
+            None,
+            "tcp:4002",
+            "Endpoint of the web page, its JSON API and play in a browser "
+            "(ssl: for HTTPS; off: no web port).",
+        ],
         ["range", None, "1-30", "The secret is a whole number in LO-HI (0 <= LO < HI)."],
         [
             "mode",
@@ -159,6 +167,8 @@ class Options(usage.Options):
             raise usage.UsageError("--db needs a file name (or :memory: to keep nothing)")
         for name in ("player", "admin"):
             _check_endpoint(name, self[name])
+        if self["web"] != "off":
+            _check_endpoint("web", self["web"])
         if self["token"] is None and not is_local_endpoint(self["admin"]):
             raise usage.UsageError(
                 f"--admin {self['admin']!r} is not a loopback endpoint (only tcp: or "
@@ -308,11 +318,16 @@ class Listener(service.Service):
     port: IListeningPort | None = None
 
     def __init__(
-        self, role: str, endpoint: IStreamServerEndpoint, factory: IProtocolFactory
+        self,
+        role: str,
+        endpoint: IStreamServerEndpoint,
+        factory: IProtocolFactory,
+        description: str = "",
     ) -> None:
         self.role = role
         self.endpoint = endpoint
         self.factory = factory
+        self.description = description
 
     def startService(self) -> None:
         """Start listening; raise at once if the endpoint refuses."""
@@ -325,6 +340,15 @@ class Listener(service.Service):
 
     def _listening(self, port: IListeningPort) -> None:
         self.port = port
+        if self.role == "web":
+            secure = self.description.split(":", 1)[0].strip().lower() == "ssl"
+            log.info(
+                "{role} port listening on {address}: the game page is at {url}",
+                role=self.role,
+                address=format_address(port.getHost()),
+                url=page_url(port.getHost(), secure),
+            )
+            return
         log.info(
             "{role} port listening on {address}",
             role=self.role,
@@ -374,7 +398,7 @@ def open_database(path: str, reactor: Any) -> Store:
 
 
 def makeService(options: Options, reactor: Any = None) -> service.MultiService:
-    """Build the daemon: one `Game`, a player listener and an admin listener.
+    """Build the daemon: one `Game`, a player, an admin and (unless off) a web listener.
 
     ``reactor`` is for tests; twistd passes none and gets the global reactor
     with SIGTERM made a clean exit.
@@ -406,12 +430,15 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         max_admins=options["max-admins"],
         max_line=options["max-line"],
     )
-    for role, description, factory in (
+    ports: list[tuple[str, str, IProtocolFactory]] = [
         ("player", player_endpoint(options["player"]), players),
         ("admin", options["admin"], admins),
-    ):
+    ]
+    if options["web"] != "off":
+        ports.append(("web", options["web"], make_site(game, players)))
+    for role, description, factory in ports:
         endpoint = endpoints.serverFromString(reactor, description)
-        listener = Listener(role, endpoint, factory)
+        listener = Listener(role, endpoint, factory, description)
         listener.setName(role)
         listener.setServiceParent(top)
     return top

@@ -1,0 +1,256 @@
+"""``/play``: a WebSocket that plays as a player-port connection.
+
+This is the only place the web port touches the player connection.  A
+`WebPlayer` (Twisted's `WebSocketProtocol`) builds the player port's own
+modern `PlayerProtocol` from the shared `PlayerFactory` and connects it
+to a `MessageTransport`, which turns every line the connection writes
+into one text message.  Each message from the browser is fed to it as
+one line.  So the greeting, replies, notices, closing rules and every
+limit (players and per-address counts shared with TCP players, line
+length, rate, idle, unsent output) are the player port's, unchanged.
+
+What is the WebSocket's own: a binary message closes with code 1003, a
+handshake whose ``Origin`` names another host than ``Host`` gets a 403,
+and bytes of one unfinished message are bounded before they reach the
+line layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from twisted.internet.interfaces import IAddress, IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import pages, server
+from twisted.web.websocket import WebSocketResource, WebSocketTransport
+
+from guessgame.player import PlayerFactory, PlayerProtocol
+
+__all__ = ["MessageTransport", "PlayResource", "WebPlayer", "same_origin"]
+
+log = Logger()
+
+#: WebSocket close codes.
+CLOSE_NORMAL = 1000
+CLOSE_UNSUPPORTED_DATA = 1003
+
+
+class MessageTransport:
+    """What a `PlayerProtocol` sees as its transport: lines out become messages.
+
+    Reading is paused and resumed on the TCP connection under the
+    WebSocket, and the output cap watches that connection's send buffer.
+    """
+
+    def __init__(self, ws: WebSocketTransport, request: server.Request) -> None:
+        self._ws = ws
+        self._request = request
+        self._tcp: Any = request.channel.transport
+        self._pending = b""
+        self._closing = False
+
+    @property
+    def disconnecting(self) -> bool:
+        """Whether the connection is closing (ours or the browser's close)."""
+        return self._closing or bool(self._tcp.disconnecting)
+
+    @property
+    def bufferSize(self) -> int:
+        """Unsent bytes above which the connection's producer is paused."""
+        return int(self._tcp.bufferSize)
+
+    @bufferSize.setter
+    def bufferSize(self, size: int) -> None:
+        self._tcp.bufferSize = size
+
+    def write(self, data: bytes) -> None:
+        """Send each whole CRLF-terminated line in ``data`` as one text message."""
+        if self.disconnecting:
+            return
+        *lines, self._pending = (self._pending + data).split(b"\r\n")
+        for line in lines:
+            self._ws.sendTextMessage(line.decode("utf-8"))
+
+    def loseConnection(self, code: int = CLOSE_NORMAL) -> None:
+        """Close the WebSocket (once) after what was sent."""
+        if self.disconnecting:
+            return
+        self._closing = True
+        self._ws.loseConnection(code)
+
+    def abortConnection(self) -> None:
+        """Drop the connection at once."""
+        self._closing = True
+        self._tcp.abortConnection()
+
+    def getPeer(self) -> IAddress:
+        """The browser's address."""
+        peer: IAddress = self._tcp.getPeer()
+        return peer
+
+    def getHost(self) -> IAddress:
+        """The address the web port listens on."""
+        host: IAddress = self._tcp.getHost()
+        return host
+
+    def pauseProducing(self) -> None:
+        """Stop reading from the browser."""
+        self._tcp.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        """Read from the browser again."""
+        self._tcp.resumeProducing()
+
+    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
+        """Watch the send buffer: ``producer`` is paused when it is over ``bufferSize``."""
+        self._request.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        """Stop watching the send buffer."""
+        self._request.unregisterProducer()
+
+
+class WebPlayer:
+    """One WebSocket on ``/play``: the player port's protocol over messages."""
+
+    def __init__(self, factory: PlayerFactory, request: server.Request) -> None:
+        self.factory = factory
+        self.request = request
+        self.connection: PlayerProtocol | None = None
+        self._ws: WebSocketTransport | None = None
+        #: Bytes received since the last whole message.
+        self._unframed = 0
+        # A message of max_line bytes in one frame, with room for framing.
+        self._max_unframed = 2 * factory.max_line + 64
+
+    # WebSocketProtocol.
+
+    def negotiationStarted(self, transport: WebSocketTransport) -> None:
+        """Keep the WebSocket; nothing may be sent before the handshake's answer."""
+        self._ws = transport
+
+    def negotiationFinished(self) -> None:
+        """Join the game as a modern player (no classic detection)."""
+        assert self._ws is not None
+        self.connection = PlayerProtocol(self.factory)
+        self.connection.makeConnection(MessageTransport(self._ws, self.request))
+
+    def textMessageReceived(self, message: str) -> None:
+        """One message is one line, whatever it holds.
+
+        A line end inside it would make it two; as a CR it stays one line
+        (a CR last is the line end's, any other makes the line invalid).
+        """
+        self._unframed = 0
+        if self.connection is not None:
+            data = message.encode("utf-8").replace(b"\n", b"\r")
+            self.connection.dataReceived(data + b"\n")
+
+    def bytesMessageReceived(self, data: bytes | bytearray) -> None:
+        """A binary message: close with 1003."""
+        self._unframed = 0
+        connection = self.connection
+        if connection is not None and not connection.transport.disconnecting:
+            connection.transport.loseConnection(CLOSE_UNSUPPORTED_DATA)  # type: ignore[call-arg]
+
+    def pongReceived(self, payload: bytes) -> None:
+        """Pongs carry nothing for the game."""
+
+    def connectionLost(self, reason: Failure) -> None:
+        """Leave the game."""
+        if self.connection is not None:
+            self.connection.connectionLost(reason)
+
+    # Raw bytes, before they become messages.
+
+    def bytes_received(self, count: int) -> None:
+        """``count`` more bytes arrived: refuse a message too long to be one line.
+
+        The line layer refuses a long line once it has it; this keeps a
+        long message from being gathered whole first.
+        """
+        self._unframed += count
+        connection = self.connection
+        if (
+            self._unframed > self._max_unframed
+            and connection is not None
+            and not connection.transport.disconnecting
+        ):
+            connection.refuse_long_line()
+
+
+def same_origin(origin: str, host: str, secure: bool) -> bool:
+    """Whether the ``Origin`` header names the request's ``Host`` (host and port)."""
+    try:
+        url = urlsplit(origin)
+        served = urlsplit("//" + host)
+        if url.scheme not in ("http", "https") or not url.hostname or not served.hostname:
+            return False
+        origin_port = url.port or (443 if url.scheme == "https" else 80)
+        host_port = served.port or (443 if secure else 80)
+    except ValueError:
+        return False
+    return (url.hostname, origin_port) == (served.hostname, host_port)
+
+
+class _Players:
+    """The `WebSocketServerFactory` of ``/play``."""
+
+    def __init__(self, factory: PlayerFactory) -> None:
+        self.factory = factory
+        self.last: WebPlayer | None = None
+
+    def buildProtocol(self, request: server.Request) -> WebPlayer:
+        """A `WebPlayer` for one accepted handshake."""
+        self.last = WebPlayer(self.factory, request)
+        return self.last
+
+
+class PlayResource(WebSocketResource):
+    """``/play``: the WebSocket handshake, refused for a foreign ``Origin``."""
+
+    def __init__(self, factory: PlayerFactory) -> None:
+        self._players = _Players(factory)
+        super().__init__(self._players)
+
+    def render(self, request: server.Request) -> bytes | int:
+        """GET only: any other method is a 405."""
+        if request.method == b"GET":
+            return self.render_GET(request)
+        request.setHeader(b"Allow", b"GET")
+        page = pages.errorPage(405, "Method not allowed", "/play is a WebSocket.")
+        body: bytes = page.render(request)  # type: ignore[assignment]
+        return body
+
+    def render_GET(self, request: server.Request) -> bytes | int:
+        """Check the origin and that this is a WebSocket handshake, then upgrade."""
+        origin = request.getHeader(b"origin")
+        host = request.getHeader(b"host") or b""
+        if origin is not None and not same_origin(
+            origin.decode("latin-1"), host.decode("latin-1"), request.isSecure()
+        ):
+            request.setResponseCode(403)
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            return b"This page may only be played from its own site.\n"
+        upgrade = (request.getHeader(b"upgrade") or b"").lower()
+        if upgrade != b"websocket":
+            request.setResponseCode(426, b"Upgrade Required")
+            request.setHeader(b"Upgrade", b"websocket")
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            return b"/play is a WebSocket: open the page at / to play.\n"
+        self._players.last = None
+        result = super().render_GET(request)
+        player = self._players.last
+        if player is not None:
+            # Count the raw bytes before Twisted gathers them into messages.
+            channel: Any = request.channel
+            deliver = channel.dataReceived
+
+            def counted(data: bytes) -> None:
+                player.bytes_received(len(data))
+                deliver(data)
+
+            channel.dataReceived = counted
+        return result
