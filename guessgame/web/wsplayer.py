@@ -17,6 +17,7 @@ line layer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -120,7 +121,8 @@ class WebPlayer:
         self.request = request
         self.connection: PlayerProtocol | None = None
         self._ws: WebSocketTransport | None = None
-        #: Bytes received since the last whole message.
+        #: Messages received, and bytes received since the last whole one.
+        self._messages = 0
         self._unframed = 0
         # A message of max_line bytes in one frame, with room for framing.
         self._max_unframed = 2 * factory.max_line + 64
@@ -143,14 +145,14 @@ class WebPlayer:
         A line end inside it would make it two; as a CR it stays one line
         (a CR last is the line end's, any other makes the line invalid).
         """
-        self._unframed = 0
+        self._messages += 1
         if self.connection is not None:
             data = message.encode("utf-8").replace(b"\n", b"\r")
             self.connection.dataReceived(data + b"\n")
 
     def bytesMessageReceived(self, data: bytes | bytearray) -> None:
         """A binary message: close with 1003."""
-        self._unframed = 0
+        self._messages += 1
         connection = self.connection
         if connection is not None and not connection.transport.disconnecting:
             connection.transport.loseConnection(CLOSE_UNSUPPORTED_DATA)  # type: ignore[call-arg]
@@ -165,20 +167,32 @@ class WebPlayer:
 
     # Raw bytes, before they become messages.
 
-    def bytes_received(self, count: int) -> None:
-        """``count`` more bytes arrived: refuse a message too long to be one line.
+    def counting(self, deliver: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        """Wrap the WebSocket's byte input to bound a message still being gathered.
 
-        The line layer refuses a long line once it has it; this keeps a
-        long message from being gathered whole first.
+        Bytes that complete no message add up; past about twice
+        ``--max-line`` the line is too long.  The line layer refuses a long
+        line once it has it; this keeps a huge message from being gathered
+        whole first.  (A read that completes a message starts the count
+        again, so the bound is loose by one read at most.)
         """
-        self._unframed += count
-        connection = self.connection
-        if (
-            self._unframed > self._max_unframed
-            and connection is not None
-            and not connection.transport.disconnecting
-        ):
-            connection.refuse_long_line()
+
+        def received(data: bytes) -> None:
+            messages = self._messages
+            deliver(data)
+            if self._messages != messages:
+                self._unframed = 0
+                return
+            self._unframed += len(data)
+            connection = self.connection
+            if (
+                self._unframed > self._max_unframed
+                and connection is not None
+                and not connection.transport.disconnecting
+            ):
+                connection.refuse_long_line()
+
+        return received
 
 
 def same_origin(origin: str, host: str, secure: bool) -> bool:
@@ -244,13 +258,7 @@ class PlayResource(WebSocketResource):
         result = super().render_GET(request)
         player = self._players.last
         if player is not None:
-            # Count the raw bytes before Twisted gathers them into messages.
+            # Count the raw bytes Twisted gathers into messages.
             channel: Any = request.channel
-            deliver = channel.dataReceived
-
-            def counted(data: bytes) -> None:
-                player.bytes_received(len(data))
-                deliver(data)
-
-            channel.dataReceived = counted
+            channel.dataReceived = player.counting(channel.dataReceived)
         return result
