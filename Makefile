@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest bench bench-quick soak clean help telnet-client
+.PHONY: run test lint typecheck pytest bench bench-quick soak clean help telnet-client browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -29,7 +29,7 @@ $(VENV)/.installed-test: $(BIN)/python setup.cfg pyproject.toml
 run: $(VENV)/.installed  ## install and run the daemon in the foreground (ARGS="--range 1-100")
 	$(BIN)/twistd --nodaemon --pidfile= guessgame $(ARGS)
 
-test: $(VENV)/.installed-test telnet-client  ## install with the test extra, lint, type-check, run every test
+test: $(VENV)/.installed-test telnet-client browser  ## install with the test extra, lint, type-check, run every test
 	$(BIN)/ruff check .
 	$(BIN)/mypy guessgame
 	$(BIN)/python -m pytest $(ARGS)
@@ -53,6 +53,21 @@ telnet-client:
 	    echo "could not install telnet: the telnet test will be skipped"; \
 	  else \
 	    echo "telnet is missing and cannot be installed here: the telnet test will be skipped"; \
+	  fi; }
+
+# The browser test needs Debian's chromium and chromium-driver: installed the
+# same way (root with apt-get), else that one test is skipped.
+browser:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium and chromium-driver for the browser test"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq chromium chromium-driver </dev/null >/dev/null 2>&1 || \
+	    { apt-get update -qq </dev/null >/dev/null 2>&1 && \
+	      apt-get install -y -qq chromium chromium-driver </dev/null >/dev/null 2>&1; } || \
+	    echo "could not install chromium: the browser test will be skipped"; \
+	  else \
+	    echo "chromium is missing and cannot be installed here: the browser test will be skipped"; \
 	  fi; }
 
 soak: $(VENV)/.installed  ## not in CI: 5,000 connections, 100 flooding, 50 playing (ARGS="--duration 60")

@@ -140,7 +140,9 @@
   }
 
   function endingFor(text) {
-    if (text.startsWith("Correct!")) return ["won", "You won! " + text.replace(/^Correct! /, "")];
+    const won = /^Correct! The number was (\d+)\. You won in (\d+ guess(?:es)?)!$/.exec(text);
+    if (won) return ["won", "You won! The number was " + won[1] + ", found in " + won[2] + "."];
+    if (text.startsWith("Correct!")) return ["won", "You won!"];
     if (text.startsWith("*** You have been removed")) return ["gone", "The administrator removed you from the game."];
     if (text.startsWith("*** The server is shutting down")) return ["gone", "The server is shutting down."];
     if (text.startsWith("*** Idle for too long")) return ["gone", "You were idle for too long."];
@@ -151,11 +153,13 @@
     return ["gone", "The connection was closed."];
   }
 
-  function setPlaying(on) {
+  function setPlaying(on, over) {
     statusText.textContent = on ? "playing" : "not playing";
     statusText.classList.toggle("on", on);
-    joinButton.hidden = on;
-    line.placeholder = on ? "Your guess, then Enter" : "Press Join, then type a number and Enter";
+    joinButton.hidden = on || over;
+    line.placeholder = on
+      ? "Your guess, then Enter"
+      : over ? "Play again, or type a guess and Enter" : "Press Join, then type a number and Enter";
   }
 
   function join() {
@@ -167,7 +171,7 @@
     const ws = new WebSocket(scheme + location.host + "/play");
     socket = ws;
     ws.onopen = () => {
-      setPlaying(true);
+      setPlaying(true, false);
       for (const text of waiting) ws.send(text);
       waiting = [];
       line.focus();
@@ -180,7 +184,7 @@
     ws.onclose = () => {
       socket = null;
       waiting = [];
-      setPlaying(false);
+      setPlaying(false, true);
       const [kind, text] = endingFor(lastLine);
       ended.className = "ended" + (kind ? " " + kind : "");
       endedText.textContent = text;
