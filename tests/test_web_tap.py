@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.request
+from pathlib import Path
 
 import pytest
 from twisted.internet.task import Clock
@@ -12,6 +14,7 @@ from twisted.web.server import Site
 
 from guessgame.tap import Listener, Options, makeService
 from tests.e2e import Daemon
+from tests.test_pclient import self_signed
 
 
 def parse(*argv: str) -> Options:
@@ -72,3 +75,18 @@ def test_daemon_with_web_off_has_no_web_port() -> None:
     with Daemon("--db", ":memory:", "--web", "off") as daemon:
         assert set(daemon.ports) == {"player", "admin"}
         assert not any("web port" in line for line in daemon.log)
+
+
+@pytest.mark.filterwarnings("ignore:Passing pyOpenSSL (X509|PKey) objects is deprecated")
+def test_daemon_serves_the_page_over_tls(tmp_path: Path) -> None:
+    """--web ssl:... serves HTTPS, and the start-up log names an https:// URL."""
+    key, cert = self_signed(tmp_path)
+    web = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    with Daemon("--db", ":memory:", "--web", web) as daemon:
+        port = daemon.ports["web"]
+        assert any(f"the game page is at https://127.0.0.1:{port}/" in line for line in daemon.log)
+        context = ssl.create_default_context(cafile=cert)
+        url = f"https://localhost:{port}/api/stats"
+        with urllib.request.urlopen(url, timeout=10, context=context) as stats:
+            assert stats.headers["X-Content-Type-Options"] == "nosniff"
+            assert json.load(stats)["mode"] == "shared"
