@@ -301,6 +301,8 @@ METHODS = [
     ("POST", "/nope", 404),
     ("POST", "/api", 404),
     ("HEAD", "/api/stats", 200),
+    ("HEAD", "/api/events", 200),
+    ("HEAD", "/", 200),
 ]
 
 

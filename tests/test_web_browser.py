@@ -148,13 +148,39 @@ def test_play_a_game_in_the_browser_and_follow_a_tcp_win(browser: Any, tmp_path:
         if target:
             shutil.copyfile(tmp_path / "web.png", target)
 
+        # A phone-sized window: everything fits its width, nothing scrolls sideways.
+        browser.set_window_size(390, 844)
+        wait.until(lambda d: d.execute_script("return window.innerWidth") <= 500)
+        overflow = browser.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0
+        browser.save_screenshot(str(tmp_path / "web-phone.png"))
+        browser.set_window_size(1280, 900)
+
+        # Play again, be kicked; play again, see the server stop: both said plainly.
         browser.find_element(By.ID, "again").click()
         wait.until(lambda d: replies(d)[:1] == ["You are now connected to the server!"])
         wait.until(lambda d: not d.find_element(By.ID, "ended").is_displayed())
         wait.until(lambda d: len(replies(d)) >= 2)
+        admin = daemon.admin()
+        (entry, ok) = admin.command("who")
+        assert ok == "OK 1 player" and entry.startswith("PLAYER ")
+        assert admin.command(f"kick {entry.split()[1]}")[-1].startswith("OK kicked")
+        wait.until(lambda d: d.find_element(By.ID, "ended").is_displayed())
+        assert text_of(browser, "ended-text") == "The administrator removed you from the game."
+        assert replies(browser)[-1] == "*** You have been removed by the administrator. Goodbye!"
+
+        browser.find_element(By.ID, "again").click()
+        wait.until(lambda d: replies(d)[:1] == ["You are now connected to the server!"])
+        wait.until(lambda d: not d.find_element(By.ID, "ended").is_displayed())
         errors = [
             entry
             for entry in browser.get_log("browser")
             if entry.get("level") == "SEVERE" and "favicon" not in entry.get("message", "")
         ]
         assert errors == [], errors
+        daemon.signal()
+        wait.until(lambda d: d.find_element(By.ID, "ended").is_displayed())
+        assert text_of(browser, "ended-text") == "The server is shutting down."
+        assert daemon.wait() == 0

@@ -14,10 +14,11 @@ from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
+from guessgame.admin import AdminFactory
 from guessgame.game import Joined, Left
 from guessgame.limits import IDLE_GOODBYE, SERVER_FULL, TOO_MANY_FROM_ADDRESS, Limits
 from guessgame.web.wsplayer import MessageTransport
-from tests.common import FakeObserver, open_client, secret_of
+from tests.common import FakeObserver, connect, open_client, secret_of
 from tests.test_web import serve
 from tests.webclient import WAIT, WsClient, get, open_ws, reactor
 
@@ -166,6 +167,12 @@ def test_shows_with_its_address_and_gets_notices() -> Iterator[Any]:
         (player,) = served.game.players.values()
         assert player.address == f"127.0.0.1:{local.port}"
         assert Joined(player.id, player.name, f"127.0.0.1:{local.port}") in observer.events
+        admin = connect(AdminFactory(served.game))
+        admin.send(b"Admin-Greetings\n")
+        (line, ok) = admin.send(b"who\n")
+        assert line.startswith(f"PLAYER {player.id} {player.name} 127.0.0.1:{local.port} 0 ")
+        assert ok == "OK 1 player"
+        admin.lose()
         tcp = yield open_client(served.tcp)
         yield tcp.next_line()
         yield tcp.next_line()

@@ -186,6 +186,10 @@ class EventsResource(Node):
 
     def render_GET(self, request: server.Request) -> bytes | int:
         """Open a stream, or 503 when there are as many as allowed."""
+        if request.method == b"HEAD":
+            # Only the headers: a stream would keep a HEAD waiting for ever.
+            request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
+            return b""
         if self.hub.full():
             request.setResponseCode(503)
             return json_body(request, {"error": "too many event streams; try again later"})
