@@ -127,12 +127,13 @@ def test_greeting_and_a_game_to_correct() -> Iterator[Any]:
 
 @pytest_twisted.inlineCallbacks
 def test_commands_and_bad_input_get_the_player_port_replies() -> Iterator[Any]:
-    """Commands, bad input and a message with a line end inside get one reply each."""
+    """Commands, bad input, Hello and a message with a line end inside get one reply each."""
     served = yield serve()
     try:
         client = yield open_ws(served.web)
         yield greeted(client)
         for sent, expected in [
+            ("Hello", PROMPT),  # always the modern dialect: no classic Greetings
             ("name Wendy", "You are now known as Wendy."),
             ("top", "No winners yet."),
             ("", PROMPT),

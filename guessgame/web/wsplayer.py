@@ -22,7 +22,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from twisted.internet.interfaces import IAddress, IPushProducer
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import pages, server
 from twisted.web.websocket import WebSocketResource, WebSocketTransport
@@ -30,8 +29,6 @@ from twisted.web.websocket import WebSocketResource, WebSocketTransport
 from guessgame.player import PlayerFactory, PlayerProtocol
 
 __all__ = ["MessageTransport", "PlayResource", "WebPlayer", "same_origin"]
-
-log = Logger()
 
 #: WebSocket close codes.
 CLOSE_NORMAL = 1000
@@ -121,6 +118,7 @@ class WebPlayer:
         self.request = request
         self.connection: PlayerProtocol | None = None
         self._ws: WebSocketTransport | None = None
+        self._transport: MessageTransport | None = None
         #: Messages received, and bytes received since the last whole one.
         self._messages = 0
         self._unframed = 0
@@ -136,8 +134,9 @@ class WebPlayer:
     def negotiationFinished(self) -> None:
         """Join the game as a modern player (no classic detection)."""
         assert self._ws is not None
+        self._transport = MessageTransport(self._ws, self.request)
         self.connection = PlayerProtocol(self.factory)
-        self.connection.makeConnection(MessageTransport(self._ws, self.request))
+        self.connection.makeConnection(self._transport)
 
     def textMessageReceived(self, message: str) -> None:
         """One message is one line, whatever it holds.
@@ -153,9 +152,8 @@ class WebPlayer:
     def bytesMessageReceived(self, data: bytes | bytearray) -> None:
         """A binary message: close with 1003."""
         self._messages += 1
-        connection = self.connection
-        if connection is not None and not connection.transport.disconnecting:
-            connection.transport.loseConnection(CLOSE_UNSUPPORTED_DATA)  # type: ignore[call-arg]
+        if self._transport is not None:
+            self._transport.loseConnection(CLOSE_UNSUPPORTED_DATA)
 
     def pongReceived(self, payload: bytes) -> None:
         """Pongs carry nothing for the game."""
