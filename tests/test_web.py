@@ -258,11 +258,15 @@ class Served:
 
 
 @defer.inlineCallbacks
-def serve(limits: Limits | None = None, max_line: int = 512, seed: int = 7) -> Any:
+def serve(
+    limits: Limits | None = None, max_line: int = 512, seed: int = 7, classic_wait: float = 0.0
+) -> Any:
     """Start a game on the real reactor with a player port and a web port."""
     game = Game(reactor(), random.Random(seed), lo=1, hi=30, store=MemoryStore())
     game.startService()
-    players = PlayerFactory(game, max_line=max_line, limits=limits or Limits())
+    players = PlayerFactory(
+        game, max_line=max_line, limits=limits or Limits(), classic_wait=classic_wait
+    )
     web = yield listen(make_site(game, players))
     tcp = yield listen(players)
     return Served(game, players, web, tcp)

@@ -128,7 +128,7 @@ def test_greeting_and_a_game_to_correct() -> Iterator[Any]:
 @pytest_twisted.inlineCallbacks
 def test_commands_and_bad_input_get_the_player_port_replies() -> Iterator[Any]:
     """Commands, bad input, Hello and a message with a line end inside get one reply each."""
-    served = yield serve()
+    served = yield serve(classic_wait=0.1)
     try:
         client = yield open_ws(served.web)
         yield greeted(client)
