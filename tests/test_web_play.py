@@ -127,13 +127,12 @@ def test_greeting_and_a_game_to_correct() -> Iterator[Any]:
 
 @pytest_twisted.inlineCallbacks
 def test_commands_and_bad_input_get_the_player_port_replies() -> Iterator[Any]:
-    """Commands, bad input, Hello and a message with a line end inside get one reply each."""
-    served = yield serve(classic_wait=0.1)
+    """Commands, bad input and a message with a line end inside get one reply each."""
+    served = yield serve()
     try:
         client = yield open_ws(served.web)
         yield greeted(client)
         for sent, expected in [
-            ("Hello", PROMPT),  # always the modern dialect: no classic Greetings
             ("name Wendy", "You are now known as Wendy."),
             ("top", "No winners yet."),
             ("", PROMPT),
@@ -151,6 +150,19 @@ def test_commands_and_bad_input_get_the_player_port_replies() -> Iterator[Any]:
         client.send("quit")
         assert (yield client.next_message()) == "Goodbye!"
         assert (yield closed(client)) == 1000
+    finally:
+        yield served.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_always_the_modern_dialect() -> Iterator[Any]:
+    """Even with the classic wait on, a Hello sent at once is greeted and answered as modern."""
+    served = yield serve(classic_wait=0.5)
+    try:
+        client = yield open_ws(served.web)
+        client.send("Hello")
+        assert (yield greeted(client)) == GREETING
+        assert (yield client.next_message()) == PROMPT
     finally:
         yield served.stop()
 
