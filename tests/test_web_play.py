@@ -281,6 +281,20 @@ def test_long_message_is_a_line_too_long() -> Iterator[Any]:
 
 
 @pytest_twisted.inlineCallbacks
+def test_unfinished_long_message_is_refused_before_it_ends() -> Iterator[Any]:
+    """A message that goes on past the bound is refused without waiting for its end."""
+    served = yield serve(max_line=64)
+    try:
+        client = yield open_ws(served.web)
+        yield greeted(client)
+        client.send_part("7" * 300)
+        assert (yield client.next_message()) == "*** Line too long. Goodbye!"
+        yield closed(client)
+    finally:
+        yield served.stop()
+
+
+@pytest_twisted.inlineCallbacks
 def test_idle_websocket_is_warned_then_closed() -> Iterator[Any]:
     """A silent WebSocket player gets the idle warning, then the idle goodbye."""
     served = yield serve(Limits(idle_timeout=0.6))

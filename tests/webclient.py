@@ -216,6 +216,10 @@ class WsClient(protocol.Protocol):
         """Send one text message."""
         self.transport.write(self.ws.send(TextMessage(text)))
 
+    def send_part(self, text: str) -> None:
+        """Send the start of a text message that is never finished."""
+        self.transport.write(self.ws.send(TextMessage(text, message_finished=False)))
+
     def send_bytes(self, data: bytes) -> None:
         """Send one binary message."""
         self.transport.write(self.ws.send(BytesMessage(data)))
