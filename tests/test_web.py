@@ -192,6 +192,22 @@ def test_players_events_come_at_most_once_a_second() -> None:
     assert request.events() == []
 
 
+def test_quiet_streams_get_a_keepalive_comment() -> None:
+    """Every 30 seconds each stream gets a comment line, and no timer runs without streams."""
+    clock = Clock()
+    game = make_game(clock=clock)
+    hub = EventHub(game)
+    request = FakeRequest()
+    hub.subscribe(request)  # type: ignore[arg-type]
+    request.written = b""
+    clock.advance(29.9)
+    assert request.written == b""
+    clock.advance(0.1)
+    assert request.written == b": keep-alive\n\n"
+    request._finish.callback(None)
+    assert hub.streams == [] and clock.getDelayedCalls() == []
+
+
 def test_round_and_win_events_name_no_address() -> None:
     """A win gives win then round events with the exact fields, and no address."""
     game = make_game()

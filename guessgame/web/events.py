@@ -5,7 +5,9 @@ public event once as a ``data:`` line of JSON and writes it to every
 stream.  Joins and leaves become a ``players`` event with the new count,
 at most one a second.  A stream whose reader stopped reading is dropped
 once ``max_output`` bytes wait unsent, and at most ``max_streams`` are
-open at once.  Nothing here names a player's address.
+open at once.  A comment line every `KEEPALIVE` seconds keeps quiet
+streams open through proxies and finds readers that are gone.  Nothing
+here names a player's address.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.web.server import Request
@@ -27,6 +29,8 @@ log = Logger()
 
 #: The shortest time between two ``players`` events, in seconds.
 PLAYERS_INTERVAL = 1.0
+#: Seconds between two keep-alive comments.
+KEEPALIVE = 30.0
 
 
 def render_event(payload: dict[str, Any]) -> bytes:
@@ -76,6 +80,8 @@ class EventHub:
         self.streams: list[EventStream] = []
         self._players_call: IDelayedCall | None = None
         self._players_sent_at: float | None = None
+        self._keepalive = task.LoopingCall(self.broadcast, b": keep-alive\n\n")
+        self._keepalive.clock = game.clock
 
     # Streams.
 
@@ -95,6 +101,7 @@ class EventHub:
         self.streams.append(stream)
         if len(self.streams) == 1:
             self.game.add_observer(self)
+            self._keepalive.start(KEEPALIVE, now=False)
         # Sends the headers now, so the reader knows the stream is open;
         # the page reads the current state from /api/stats.
         stream.write(b"retry: 3000\n\n")
@@ -110,6 +117,8 @@ class EventHub:
         if not self.streams:
             self.game.remove_observer(self)
             self._cancel_players()
+            if self._keepalive.running:
+                self._keepalive.stop()
 
     def broadcast(self, data: bytes) -> None:
         """Write one rendered event to every stream."""
