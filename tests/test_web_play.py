@@ -281,6 +281,21 @@ def test_long_message_is_a_line_too_long() -> Iterator[Any]:
 
 
 @pytest_twisted.inlineCallbacks
+def test_a_message_in_fragments_is_one_line() -> Iterator[Any]:
+    """A message sent as several frames is still one line (Twisted 26.10 gathers them)."""
+    served = yield serve()
+    try:
+        client = yield open_ws(served.web)
+        yield greeted(client)
+        client.send_part("na")
+        client.send_part("me fr")
+        client.send("ag")
+        assert (yield client.next_message()) == "You are now known as frag."
+    finally:
+        yield served.stop()
+
+
+@pytest_twisted.inlineCallbacks
 def test_unfinished_long_message_is_refused_before_it_ends() -> Iterator[Any]:
     """A message that goes on past the bound is refused without waiting for its end."""
     served = yield serve(max_line=64)
