@@ -97,6 +97,8 @@ class Row:
     lo: int
     hi: int
     default_wait: bool = False
+    #: The daemon serves Prometheus metrics (``--metrics``) during the row.
+    metrics: bool = False
 
     @property
     def range_text(self) -> str:
@@ -108,13 +110,18 @@ class Row:
         """The row's name in the table."""
         if self.server == "web":
             return "daemon, TCP+WebSocket"
+        if self.metrics:
+            return "daemon, metrics on"
         return "daemon, default wait" if self.default_wait else self.server
 
 
-def matrix(quick: bool, pairs: Sequence[tuple[int, tuple[int, int]]] = ()) -> list[Row]:
+def matrix(
+    quick: bool, pairs: Sequence[tuple[int, tuple[int, int]]] = (), metrics: bool = False
+) -> list[Row]:
     """The rows to run: each daemon row right after its ceiling row, then the web row.
 
-    ``pairs`` (N, (LO, HI)) replace the matrix when given.
+    ``pairs`` (N, (LO, HI)) replace the matrix when given; with ``metrics``
+    each daemon row is followed by the same row with metrics on.
     """
     chosen = list(pairs)
     if not chosen:
@@ -125,6 +132,8 @@ def matrix(quick: bool, pairs: Sequence[tuple[int, tuple[int, int]]] = ()) -> li
     for n, (lo, hi) in chosen:
         rows.append(Row("ceiling", n, lo, hi))
         rows.append(Row("daemon", n, lo, hi))
+        if metrics:
+            rows.append(Row("daemon", n, lo, hi, metrics=True))
     if not quick and not pairs:
         rows.append(Row("daemon", 1000, *NARROW, default_wait=True))
     if not pairs:
@@ -175,6 +184,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="N:LO-HI",
         help="run this ceiling/daemon pair instead of the matrix (repeatable)",
+    )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="after each daemon row, the same row with --metrics on, and the ratio "
+        "of their CPU per guess",
     )
     ns = parser.parse_args(argv)
     if ns.settle < 0:
@@ -276,10 +291,22 @@ def pair_ratios(results: list[dict[str, Any]]) -> None:
     times, ``cost_ratio`` the server CPU time per guess (ceiling over
     daemon, so that 1.0 means as cheap as the ceiling): the one figure that
     holds when the load generator, not the server, set the pace.  The row
-    with the default greeting wait is not compared.
+    with the default greeting wait is not compared.  A row with metrics on
+    also gets ``metrics_cost_ratio``: its CPU per guess over that of the
+    same row with metrics off (1.03 is 3% dearer).
     """
     ceilings = {(r["players"], r["range"]): r for r in results if r["server"] == "ceiling"}
+    plain = {
+        (r["players"], r["range"]): r
+        for r in results
+        if r["server"] == "daemon" and not r.get("default_wait") and not r.get("metrics")
+    }
     for r in results:
+        off = plain.get((r["players"], r["range"]))
+        if r.get("metrics") and off is not None:
+            on_cost, off_cost = r.get("server_us_per_guess"), off.get("server_us_per_guess")
+            if on_cost and off_cost:
+                r["metrics_cost_ratio"] = round(on_cost / off_cost, 3)
         ceiling = ceilings.get((r["players"], r["range"]))
         if r["server"] != "daemon" or r.get("default_wait") or ceiling is None:
             continue
@@ -441,6 +468,8 @@ def server_command(row: Row, fast: list[str], pin: bool) -> list[str]:
             i = options.index(WEB_OFF[0])
             del options[i : i + 2]
         options += WEB_ON
+    if row.metrics:
+        options += ["--metrics", "tcp:0:interface=127.0.0.1"]
     return [
         *_pin(0, pin),
         *_twistd(),
@@ -654,6 +683,7 @@ def result_of(
     row_result = {
         "server": row.server,
         "label": row.label,
+        "metrics": row.metrics,
         "players": row.players,
         "range": row.range_text,
         "default_wait": row.default_wait,
@@ -723,7 +753,7 @@ def web_costs(results: list[dict[str, Any]]) -> list[str]:
     daemons = {
         (r["players"], r["range"]): r
         for r in results
-        if r["server"] == "daemon" and not r.get("default_wait")
+        if r["server"] == "daemon" and not r.get("default_wait") and not r.get("metrics")
     }
     lines = []
     for r in results:
@@ -764,7 +794,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if skipped:
         print(f"skipped (this daemon has no such option yet): {' '.join(skipped)}")
     print("pinning: server on CPU 0, load generator on CPU 1" if pin else "pinning: off")
-    rows = matrix(ns.quick, ns.pair)
+    rows = matrix(ns.quick, ns.pair, ns.metrics)
     procs = Processes()
     results: list[dict[str, Any]] = []
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -799,6 +829,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(results))
     for line in web_lines:
         print(line)
+    for r in results:
+        if "metrics_cost_ratio" in r:
+            print(
+                f"metrics on, N={r['players']}: CPU per guess x{r['metrics_cost_ratio']:.3f} "
+                "of metrics off"
+            )
     write_results(ns.output, results)
     print(f"\nJSON lines: {ns.output}")
     return 0

@@ -275,7 +275,11 @@ class Served:
 
 @defer.inlineCallbacks
 def serve(
-    limits: Limits | None = None, max_line: int = 512, seed: int = 7, classic_wait: float = 0.0
+    limits: Limits | None = None,
+    max_line: int = 512,
+    seed: int = 7,
+    classic_wait: float = 0.0,
+    count_connection: Any = None,
 ) -> Any:
     """Start a game on the real reactor with a player port and a web port."""
     game = Game(reactor(), random.Random(seed), lo=1, hi=30, store=MemoryStore())
@@ -283,7 +287,7 @@ def serve(
     players = PlayerFactory(
         game, max_line=max_line, limits=limits or Limits(), classic_wait=classic_wait
     )
-    web = yield listen(make_site(game, players))
+    web = yield listen(make_site(game, players, count_connection=count_connection))
     tcp = yield listen(players)
     return Served(game, players, web, tcp)
 
@@ -518,6 +522,25 @@ def test_event_streams_are_at_most_max_players() -> Iterator[Any]:
     finally:
         for sock in socks:
             sock.close()
+        yield served.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_connections_are_counted_for_the_metrics() -> Iterator[Any]:
+    """A connection to the web port counts as accepted, an event stream turned away as refused."""
+    counted: list[str] = []
+    served = yield serve(Limits(max_players=1), count_connection=counted.append)
+    hub = hub_of(served)
+    sock = raw_stream(served.web)
+    try:
+        yield until(lambda: len(hub.streams) == 1, "the stream")
+        assert counted == ["accepted"]
+        assert (yield get(served.web, "/api/events")).status == 503
+        assert counted == ["accepted", "accepted", "refused"]
+        assert (yield get(served.web, "/")).status == 200
+        assert counted == ["accepted", "accepted", "refused", "accepted"]
+    finally:
+        sock.close()
         yield served.stop()
 
 

@@ -13,8 +13,8 @@ from twisted.python import usage
 from twisted.web.server import Site
 
 from guessgame.tap import Listener, Options, makeService
+from tests.certs import make_pki
 from tests.e2e import Daemon
-from tests.test_pclient import self_signed
 
 
 def parse(*argv: str) -> Options:
@@ -80,12 +80,13 @@ def test_daemon_with_web_off_has_no_web_port() -> None:
 @pytest.mark.filterwarnings("ignore:Passing pyOpenSSL (X509|PKey) objects is deprecated")
 def test_daemon_serves_the_page_over_tls(tmp_path: Path) -> None:
     """--web ssl:... serves HTTPS, and the start-up log names an https:// URL."""
-    key, cert = self_signed(tmp_path)
+    pki = make_pki(tmp_path)
+    key, cert = pki.server.key, pki.server.cert
     web = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
     with Daemon("--db", ":memory:", "--web", web) as daemon:
         port = daemon.ports["web"]
         assert any(f"the game page is at https://127.0.0.1:{port}/" in line for line in daemon.log)
-        context = ssl.create_default_context(cafile=cert)
+        context = ssl.create_default_context(cafile=str(pki.ca))
         url = f"https://localhost:{port}/api/stats"
         with urllib.request.urlopen(url, timeout=10, context=context) as stats:
             assert stats.headers["X-Content-Type-Options"] == "nosniff"

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 
 from guessgame.game import Event, Game, Joined, Left, RoundStarted, Won
-from guessgame.limits import OutputCap
+from guessgame.limits import OutputCap, carrier_of
 
 __all__ = ["EventHub", "render_event"]
 
@@ -94,10 +94,11 @@ class EventHub:
         stream = EventStream(self, request)
         request.setHeader("Content-Type", "text/event-stream; charset=utf-8")
         request.setHeader("Cache-Control", "no-cache")
-        transport = request.channel.transport
-        if self.max_output and transport is not None:
-            transport.bufferSize = self.max_output  # type: ignore[attr-defined]
-            request.registerProducer(OutputCap(stream.overflow), True)
+        if self.max_output and request.channel.transport is not None:
+            # On the transport that holds the unsent bytes (TCP, below any TLS).
+            carrier = carrier_of(request.channel.transport)
+            carrier.bufferSize = self.max_output
+            request.registerProducer(OutputCap(carrier, self.max_output, stream.overflow), True)
         self.streams.append(stream)
         if len(self.streams) == 1:
             self.game.add_observer(self)

@@ -12,6 +12,7 @@ never addresses.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -25,7 +26,7 @@ from guessgame.player import PlayerFactory
 from guessgame.web.events import EventHub
 from guessgame.web.wsplayer import PlayResource
 
-__all__ = ["SECURITY_HEADERS", "WebRequest", "make_site", "page_url", "parse_limit"]
+__all__ = ["SECURITY_HEADERS", "WebRequest", "WebSite", "make_site", "page_url", "parse_limit"]
 
 #: Headers on every response of the web port.
 SECURITY_HEADERS = {
@@ -180,9 +181,10 @@ class LeaderboardResource(Node):
 class EventsResource(Node):
     """``/api/events``: Server-Sent Events, bounded in number and in unsent bytes."""
 
-    def __init__(self, hub: EventHub) -> None:
+    def __init__(self, hub: EventHub, count_connection: Callable[[str], None]) -> None:
         super().__init__()
         self.hub = hub
+        self.count_connection = count_connection
 
     def render_GET(self, request: server.Request) -> bytes | int:
         """Open a stream, or 503 when there are as many as allowed."""
@@ -191,13 +193,16 @@ class EventsResource(Node):
             request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
             return b""
         if self.hub.full():
+            self.count_connection("refused")
             request.setResponseCode(503)
             return json_body(request, {"error": "too many event streams; try again later"})
         self.hub.subscribe(request)
         return server.NOT_DONE_YET
 
 
-def make_root(game: Game, players: PlayerFactory, hub: EventHub) -> Node:
+def make_root(
+    game: Game, players: PlayerFactory, hub: EventHub, count_connection: Callable[[str], None]
+) -> Node:
     """The resource tree of the web port."""
     root = Node()
     root.putChild(b"", Fixed(_static_bytes("index.html"), b"text/html; charset=utf-8"))
@@ -209,16 +214,41 @@ def make_root(game: Game, players: PlayerFactory, hub: EventHub) -> Node:
     api = Node()
     api.putChild(b"stats", StatsResource(game))
     api.putChild(b"leaderboard", LeaderboardResource(game))
-    api.putChild(b"events", EventsResource(hub))
+    api.putChild(b"events", EventsResource(hub, count_connection))
     root.putChild(b"api", api)
     return root
 
 
-def make_site(game: Game, players: PlayerFactory) -> server.Site:
-    """The web port's `Site`, sharing ``game`` and the player port's limits."""
+class WebSite(server.Site):
+    """The web port's `Site`: counts the connections it accepts (the metrics)."""
+
+    def __init__(self, resource: Resource, count_connection: Callable[[str], None]) -> None:
+        super().__init__(resource)
+        self.count_connection = count_connection
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """An HTTP channel for one more connection, counted as accepted."""
+        self.count_connection("accepted")
+        return super().buildProtocol(addr)
+
+
+def _ignore(result: str) -> None:
+    """Count nothing."""
+
+
+def make_site(
+    game: Game, players: PlayerFactory, count_connection: Callable[[str], None] | None = None
+) -> server.Site:
+    """The web port's `Site`, sharing ``game`` and the player port's limits.
+
+    ``count_connection`` is told ``"accepted"`` for each connection to the
+    web port and ``"refused"`` for each event stream turned away.  A
+    WebSocket player is a player: the player port's factory counts it.
+    """
     limits = players.limits
+    count = count_connection or _ignore
     hub = EventHub(game, max_streams=limits.max_players, max_output=limits.max_output)
-    site = server.Site(make_root(game, players, hub))
+    site = WebSite(make_root(game, players, hub, count), count)
     site.requestFactory = WebRequest
     site.displayTracebacks = False
     site.noisy = False

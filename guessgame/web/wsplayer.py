@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 from twisted.web import pages, server
 from twisted.web.websocket import WebSocketResource, WebSocketTransport
 
+from guessgame.limits import carrier_of
 from guessgame.player import PlayerFactory, PlayerProtocol
 
 __all__ = ["MessageTransport", "PlayResource", "WebPlayer", "same_origin"]
@@ -56,12 +57,15 @@ class MessageTransport:
 
     @property
     def bufferSize(self) -> int:
-        """Unsent bytes above which the connection's producer is paused."""
-        return int(self._tcp.bufferSize)
+        """Unsent bytes above which the connection's producer is paused.
+
+        Kept on the transport that holds them: TCP, below any TLS.
+        """
+        return int(carrier_of(self._tcp).bufferSize)
 
     @bufferSize.setter
     def bufferSize(self, size: int) -> None:
-        self._tcp.bufferSize = size
+        carrier_of(self._tcp).bufferSize = size
 
     def write(self, data: bytes) -> None:
         """Send each whole CRLF-terminated line in ``data`` as one text message."""
