@@ -23,8 +23,8 @@ from guessgame.limits import Limits
 from guessgame.player import PlayerFactory
 from guessgame.store import MemoryStore
 from guessgame.web.events import EventHub, render_event
+from guessgame.web.play import same_origin
 from guessgame.web.site import make_site, page_url, parse_limit
-from guessgame.web.wsplayer import same_origin
 from tests.common import FakeLink, listen, make_game, open_client, secret_of
 from tests.webclient import get, open_events, reactor
 

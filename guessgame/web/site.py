@@ -24,7 +24,8 @@ from twisted.web.resource import IResource, Resource
 from guessgame.game import Game
 from guessgame.player import PlayerFactory
 from guessgame.web.events import EventHub
-from guessgame.web.wsplayer import PlayResource
+from guessgame.web.play import PlayResource
+from guessgame.web.wsplayer import WebPlayers
 
 __all__ = ["SECURITY_HEADERS", "WebRequest", "WebSite", "make_site", "page_url", "parse_limit"]
 
@@ -210,7 +211,7 @@ def make_root(
     for name, content_type in STATIC_TYPES.items():
         static.putChild(name.encode(), Fixed(_static_bytes(name), content_type))
     root.putChild(b"static", static)
-    root.putChild(b"play", PlayResource(players))
+    root.putChild(b"play", PlayResource(WebPlayers(players)))
     api = Node()
     api.putChild(b"stats", StatsResource(game))
     api.putChild(b"leaderboard", LeaderboardResource(game))

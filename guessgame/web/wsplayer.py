@@ -1,35 +1,38 @@
-"""``/play``: a WebSocket that plays as a player-port connection.
+"""The WebSocket player: the player port's own connection, over messages.
 
-This is the only place the web port touches the player connection.  A
-`WebPlayer` (Twisted's `WebSocketProtocol`) builds the player port's own
-modern `PlayerProtocol` from the shared `PlayerFactory` and connects it
-to a `MessageTransport`, which turns every line the connection writes
-into one text message.  Each message from the browser is fed to it as
-one line.  So the greeting, replies, notices, closing rules and every
-limit (players and per-address counts shared with TCP players, line
-length, rate, idle, unsent output) are the player port's, unchanged.
+This is the only place the web port touches the player connection, and
+all it uses of it: `PlayerProtocol` built from the shared `PlayerFactory`
+(``max_line`` read from it), then ``makeConnection``, ``dataReceived``,
+``connectionLost`` and ``refuse_long_line``, over a transport with
+``write``, ``loseConnection``, ``abortConnection``, ``getPeer``,
+``pauseProducing``/``resumeProducing``, ``registerProducer`` and
+``bufferSize``.
 
-What is the WebSocket's own: a binary message closes with code 1003, a
-handshake whose ``Origin`` names another host than ``Host`` gets a 403,
-and bytes of one unfinished message are bounded before they reach the
-line layer.
+A `WebPlayer` (Twisted's `WebSocketProtocol`) builds the modern
+`PlayerProtocol` and connects it to a `MessageTransport`, which turns
+every line the connection writes into one text message; each message
+from the browser is fed to it as one line.  So the greeting, replies,
+notices, closing rules and every limit (players and per-address counts
+shared with TCP players, line length, rate, idle, unsent output) are the
+player port's, unchanged.  What is the WebSocket's own: a binary message
+closes with code 1003, and the bytes of one unfinished message are
+bounded before they reach the line layer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from twisted.internet.interfaces import IAddress, IPushProducer
 from twisted.python.failure import Failure
-from twisted.web import pages, server
-from twisted.web.websocket import WebSocketResource, WebSocketTransport
+from twisted.web import server
+from twisted.web.websocket import WebSocketTransport
 
 from guessgame.limits import carrier_of
 from guessgame.player import PlayerFactory, PlayerProtocol
 
-__all__ = ["MessageTransport", "PlayResource", "WebPlayer", "same_origin"]
+__all__ = ["MessageTransport", "WebPlayer", "WebPlayers"]
 
 #: WebSocket close codes.
 CLOSE_NORMAL = 1000
@@ -197,22 +200,8 @@ class WebPlayer:
         return received
 
 
-def same_origin(origin: str, host: str, secure: bool) -> bool:
-    """Whether the ``Origin`` header names the request's ``Host`` (host and port)."""
-    try:
-        url = urlsplit(origin)
-        served = urlsplit("//" + host)
-        if url.scheme not in ("http", "https") or not url.hostname or not served.hostname:
-            return False
-        origin_port = url.port or (443 if url.scheme == "https" else 80)
-        host_port = served.port or (443 if secure else 80)
-    except ValueError:
-        return False
-    return (url.hostname, origin_port) == (served.hostname, host_port)
-
-
-class _Players:
-    """The `WebSocketServerFactory` of ``/play``."""
+class WebPlayers:
+    """The `WebSocketServerFactory` of ``/play``: a `WebPlayer` per handshake."""
 
     def __init__(self, factory: PlayerFactory) -> None:
         self.factory = factory
@@ -222,45 +211,3 @@ class _Players:
         """A `WebPlayer` for one accepted handshake."""
         self.last = WebPlayer(self.factory, request)
         return self.last
-
-
-class PlayResource(WebSocketResource):
-    """``/play``: the WebSocket handshake, refused for a foreign ``Origin``."""
-
-    def __init__(self, factory: PlayerFactory) -> None:
-        self._players = _Players(factory)
-        super().__init__(self._players)
-
-    def render(self, request: server.Request) -> bytes | int:
-        """GET only: any other method is a 405."""
-        if request.method == b"GET":
-            return self.render_GET(request)
-        request.setHeader(b"Allow", b"GET")
-        page = pages.errorPage(405, "Method not allowed", "/play is a WebSocket.")
-        body: bytes = page.render(request)  # type: ignore[assignment]
-        return body
-
-    def render_GET(self, request: server.Request) -> bytes | int:
-        """Check the origin and that this is a WebSocket handshake, then upgrade."""
-        origin = request.getHeader(b"origin")
-        host = request.getHeader(b"host") or b""
-        if origin is not None and not same_origin(
-            origin.decode("latin-1"), host.decode("latin-1"), request.isSecure()
-        ):
-            request.setResponseCode(403)
-            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-            return b"This page may only be played from its own site.\n"
-        upgrade = (request.getHeader(b"upgrade") or b"").lower()
-        if upgrade != b"websocket":
-            request.setResponseCode(426, b"Upgrade Required")
-            request.setHeader(b"Upgrade", b"websocket")
-            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-            return b"/play is a WebSocket: open the page at / to play.\n"
-        self._players.last = None
-        result = super().render_GET(request)
-        player = self._players.last
-        if player is not None:
-            # Count the raw bytes Twisted gathers into messages.
-            channel: Any = request.channel
-            channel.dataReceived = player.counting(channel.dataReceived)
-        return result
