@@ -50,7 +50,8 @@ bench: $(VENV)/.installed  ## the daemon against the bare Twisted ceiling: the w
 bench-quick: $(VENV)/.installed  ## the N=1000 pair of the benchmark only
 	$(BIN)/python -m bench.run --quick $(ARGS)
 
-# The real-telnet and netcat tests need Debian's telnet and netcat-openbsd:
+# The real-telnet, netcat and browser tests need Debian's telnet,
+# netcat-openbsd, and chromium with chromium-driver:
 # install them where we can (as root, with apt-get, no questions asked),
 # else those tests are skipped and say why.
 define install-tool
@@ -70,6 +71,7 @@ endef
 test-tools:
 	$(call install-tool,telnet,telnet)
 	$(call install-tool,nc,netcat-openbsd)
+	$(call install-tool,chromedriver,chromium chromium-driver)
 
 soak: $(VENV)/.installed  ## not in CI: 5,000 connections, 100 flooding, 50 playing (ARGS="--duration 60")
 	$(BIN)/python bench/soak.py $(ARGS)

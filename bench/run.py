@@ -13,6 +13,13 @@ dialect's greeting wait, which are turned off where this daemon has those
 options (``twistd guessgame --help`` says); one more row keeps the default
 wait and reports the connect-to-prompt time.
 
+The ``web`` row runs N WebSocket players on the web port's ``/play``
+beside N TCP players on the player port, one load generator each, against
+one daemon.  Its CPU per guess is split by kind: a TCP guess costs what
+it cost in the daemon row with the same N and range, and the rest of the
+CPU time, over the WebSocket guesses, is the cost of a WebSocket guess.
+Other rows run with the web port off (where the daemon has one).
+
 Run: ``python -m bench.run`` (the full matrix) or ``python -m bench.run --quick``.
 """
 
@@ -73,6 +80,10 @@ FAST_OPTIONS: list[tuple[str, str]] = [
 WAIT_OPTION = "--classic-wait"
 
 LISTENING = re.compile(r"player port listening on (?:\[[^\]]*\]|[^\s:]+):(\d+)")
+WEB_LISTENING = re.compile(r"web port listening on (?:\[[^\]]*\]|[^\s:]+):(\d+)")
+#: The web port: off in every row but the web row, which listens here.
+WEB_OFF = ("--web", "off")
+WEB_ON = ["--web", "tcp:0:interface=127.0.0.1"]
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,7 +92,7 @@ ROOT = Path(__file__).resolve().parent.parent
 class Row:
     """One row of the matrix: which server, how many players, which range."""
 
-    server: str  # "ceiling" or "daemon"
+    server: str  # "ceiling", "daemon", or "web" (the daemon with WebSocket players too)
     players: int
     lo: int
     hi: int
@@ -97,6 +108,8 @@ class Row:
     @property
     def label(self) -> str:
         """The row's name in the table."""
+        if self.server == "web":
+            return "daemon, TCP+WebSocket"
         if self.metrics:
             return "daemon, metrics on"
         return "daemon, default wait" if self.default_wait else self.server
@@ -105,7 +118,7 @@ class Row:
 def matrix(
     quick: bool, pairs: Sequence[tuple[int, tuple[int, int]]] = (), metrics: bool = False
 ) -> list[Row]:
-    """The rows to run: each daemon row right after its ceiling row.
+    """The rows to run: each daemon row right after its ceiling row, then the web row.
 
     ``pairs`` (N, (LO, HI)) replace the matrix when given; with ``metrics``
     each daemon row is followed by the same row with metrics on.
@@ -123,6 +136,8 @@ def matrix(
             rows.append(Row("daemon", n, lo, hi, metrics=True))
     if not quick and not pairs:
         rows.append(Row("daemon", 1000, *NARROW, default_wait=True))
+    if not pairs:
+        rows.append(Row("web", 1000, *WIDE))
     return rows
 
 
@@ -200,9 +215,9 @@ def supported_options(
     return passed, skipped
 
 
-def listening_port(log_text: str) -> int | None:
-    """The player port from a ``player port listening on HOST:PORT`` line."""
-    match = LISTENING.search(log_text)
+def listening_port(log_text: str, pattern: re.Pattern[str] = LISTENING) -> int | None:
+    """The player port from a ``player port listening on HOST:PORT`` line (or ``pattern``'s)."""
+    match = pattern.search(log_text)
     return int(match.group(1)) if match else None
 
 
@@ -448,6 +463,11 @@ def server_command(row: Row, fast: list[str], pin: bool) -> list[str]:
     if row.default_wait and WAIT_OPTION in options:
         i = options.index(WAIT_OPTION)
         del options[i : i + 2]
+    if row.server == "web":
+        if WEB_OFF[0] in options:
+            i = options.index(WEB_OFF[0])
+            del options[i : i + 2]
+        options += WEB_ON
     if row.metrics:
         options += ["--metrics", "tcp:0:interface=127.0.0.1"]
     return [
@@ -466,10 +486,15 @@ def server_command(row: Row, fast: list[str], pin: bool) -> list[str]:
     ]
 
 
-def _wait_listening(proc: subprocess.Popen[Any], log: Path, timeout: float = 30.0) -> int:
+def _wait_listening(
+    proc: subprocess.Popen[Any],
+    log: Path,
+    timeout: float = 30.0,
+    pattern: re.Pattern[str] = LISTENING,
+) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        port = listening_port(log.read_text(errors="replace"))
+        port = listening_port(log.read_text(errors="replace"), pattern)
         if port is not None:
             return port
         if proc.poll() is not None:
@@ -562,31 +587,43 @@ def run_row(
         idle = read_sample(server.pid)
         if idle is None:
             raise RuntimeError("the server is gone before any load")
-        load_args = [
-            *_pin(1, pin),
-            sys.executable,
-            "-m",
-            "bench.loadgen",
-            "--port",
-            str(port),
-            "--players",
-            str(row.players),
-            "--range",
-            row.range_text,
-            "--rate",
-            str(ns.rate),
-            "--settle",
-            str(ns.settle),
-            "--window",
-            str(ns.window),
-        ]
-        if row.server == "ceiling":
-            load_args.append("--endless")
-        load = procs.start(load_args, stdout=subprocess.PIPE, cwd=ROOT)
+
+        def load_args(target: int, websocket: bool = False) -> list[str]:
+            args = [
+                *_pin(1, pin),
+                sys.executable,
+                "-m",
+                "bench.loadgen",
+                "--port",
+                str(target),
+                "--players",
+                str(row.players),
+                "--range",
+                row.range_text,
+                "--rate",
+                str(ns.rate),
+                "--settle",
+                str(ns.settle),
+                "--window",
+                str(ns.window),
+            ]
+            if row.server == "ceiling":
+                args.append("--endless")
+            if websocket:
+                args.append("--websocket")
+            return args
+
+        load = procs.start(load_args(port), stdout=subprocess.PIPE, cwd=ROOT)
+        web_load: subprocess.Popen[Any] | None = None
+        if row.server == "web":
+            web_port = _wait_listening(server, log, pattern=WEB_LISTENING)
+            web_load = procs.start(
+                load_args(web_port, websocket=True), stdout=subprocess.PIPE, cwd=ROOT
+            )
         profile_at = time.monotonic() + row.players / ns.rate + ns.settle
         profiler: subprocess.Popen[Any] | None = None
         samples = [idle]
-        while load.poll() is None:
+        while load.poll() is None or (web_load is not None and web_load.poll() is None):
             sample = read_sample(server.pid)
             if sample is not None:
                 samples.append(sample)
@@ -607,6 +644,15 @@ def run_row(
         assert load.stdout is not None
         output = load.stdout.read().decode()
         procs.stop(load)
+        web_output = ""
+        if web_load is not None:
+            assert web_load.stdout is not None
+            web_output = web_load.stdout.read().decode()
+            procs.stop(web_load)
+            if web_load.returncode != 0 or not web_output.strip():
+                raise RuntimeError(
+                    f"the WebSocket load generator failed (exit {web_load.returncode})"
+                )
         exited = server.poll()
         if exited is not None:
             tail = log.read_text(errors="replace").splitlines()[-15:]
@@ -617,7 +663,12 @@ def run_row(
         measured = json.loads(output.strip().splitlines()[-1])
     finally:
         procs.stop(server)
-    result = result_of(row, measured, samples, idle)
+    if web_output:
+        result = web_result_of(
+            row, measured, json.loads(web_output.strip().splitlines()[-1]), samples, idle
+        )
+    else:
+        result = result_of(row, measured, samples, idle)
     result["server_exited"] = exited
     result["profiled"] = bool(ns.profile)
     return result
@@ -658,6 +709,75 @@ def result_of(
     return row_result
 
 
+def web_result_of(
+    row: Row,
+    tcp: dict[str, Any],
+    ws: dict[str, Any],
+    samples: Sequence[Sample],
+    idle: Sample,
+) -> dict[str, Any]:
+    """The web row: both kinds' guesses together, and each kind's own figures."""
+    start = min(tcp["window_start"], ws["window_start"])
+    end = max(tcp["window_end"], ws["window_end"])
+    both = dict(tcp)
+    both.update(
+        window_start=start,
+        window_end=end,
+        guesses_per_s=round(tcp["guesses_per_s"] + ws["guesses_per_s"], 1),
+        guesses=tcp["guesses"] + ws["guesses"],
+        errors=tcp["errors"] + ws["errors"],
+        error_kinds={"tcp": tcp["error_kinds"], "websocket": ws["error_kinds"]},
+        wins=tcp["wins"] + ws["wins"],
+        notices=tcp["notices"] + ws["notices"],
+        loadgen_cpu_percent=round(tcp["loadgen_cpu_percent"] + ws["loadgen_cpu_percent"], 1),
+        reply_ms={"p50": ws["reply_ms"]["p50"], "p99": ws["reply_ms"]["p99"]},
+        prompt_ms={"p50": ws["prompt_ms"]["p50"], "p99": ws["prompt_ms"]["p99"]},
+    )
+    result = result_of(row, both, samples, idle)
+    result["kb_per_connection"] = kb_per_connection(
+        result["peak_rss_kb"], idle.rss_kb, 2 * row.players
+    )
+    result["tcp_guesses_per_s"] = tcp["guesses_per_s"]
+    result["ws_guesses_per_s"] = ws["guesses_per_s"]
+    result["tcp_reply_p99_ms"] = tcp["reply_ms"]["p99"]
+    result["ws_reply_p99_ms"] = ws["reply_ms"]["p99"]
+    return result
+
+
+def web_costs(results: list[dict[str, Any]]) -> list[str]:
+    """Split each web row's CPU per guess by kind; one line of report each.
+
+    A TCP guess is taken to cost what it cost in the daemon row with the
+    same N and range; the rest of the CPU goes to the WebSocket guesses.
+    """
+    daemons = {
+        (r["players"], r["range"]): r
+        for r in results
+        if r["server"] == "daemon" and not r.get("default_wait") and not r.get("metrics")
+    }
+    lines = []
+    for r in results:
+        if r["server"] != "web":
+            continue
+        paired = daemons.get((r["players"], r["range"]))
+        tcp_us = paired.get("server_us_per_guess") if paired else None
+        cpu, ws_gps = r.get("server_cpu_percent"), r.get("ws_guesses_per_s")
+        if tcp_us is not None and cpu is not None and ws_gps:
+            spent = cpu / 100 * 1e6 - r["tcp_guesses_per_s"] * tcp_us
+            r["tcp_us_per_guess"] = tcp_us
+            r["ws_us_per_guess"] = round(max(spent, 0.0) / ws_gps, 2)
+            r["ws_cost_ratio"] = round(r["ws_us_per_guess"] / tcp_us, 2)
+        lines.append(
+            f"web row: {r['players']} TCP + {r['players']} WebSocket players, range {r['range']}: "
+            f"TCP {r['tcp_guesses_per_s']:.0f} guesses/s (p99 {r['tcp_reply_p99_ms']} ms), "
+            f"WebSocket {r['ws_guesses_per_s']:.0f} guesses/s (p99 {r['ws_reply_p99_ms']} ms); "
+            f"server CPU per guess: TCP {r.get('tcp_us_per_guess', '-')} us, "
+            f"WebSocket {r.get('ws_us_per_guess', '-')} us "
+            f"({r.get('ws_cost_ratio', '-')}x a TCP guess)"
+        )
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the matrix, print the table, write the JSON lines."""
     ns = parse_args(argv)
@@ -667,7 +787,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.profile and py_spy() is None:
         print("--profile needs py-spy: .venv/bin/pip install py-spy", file=sys.stderr)
         return 2
-    fast, skipped = supported_options(daemon_help(), FAST_OPTIONS)
+    help_text = daemon_help()
+    fast, skipped = supported_options(help_text, FAST_OPTIONS)
+    fast += supported_options(help_text, [WEB_OFF])[0]
     print(f"daemon options: {' '.join(fast) or '(none)'}")
     if skipped:
         print(f"skipped (this daemon has no such option yet): {' '.join(skipped)}")
@@ -702,8 +824,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         procs.stop_all()
     pair_ratios(results)
+    web_lines = web_costs(results)
     print()
     print(format_table(results))
+    for line in web_lines:
+        print(line)
     for r in results:
         if "metrics_cost_ratio" in r:
             print(

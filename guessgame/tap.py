@@ -49,6 +49,7 @@ from guessgame.ops.tls import load_ca, mutual_tls_endpoint
 from guessgame.player import PlayerFactory
 from guessgame.sqlstore import StoreError, open_store
 from guessgame.store import MemoryStore, Store
+from guessgame.web.site import make_site, page_url
 
 __all__ = [
     "Announcement",
@@ -98,6 +99,13 @@ class Options(usage.Options):
             f"get backlog={PLAYER_BACKLOG}).",
         ],
         ["admin", None, "tcp:4001:interface=127.0.0.1", "Endpoint the administrator connects to."],
+        [
+            "web",
+            None,
+            "tcp:4002",
+            "Endpoint of the web page, its JSON API and play in a browser "
+            "(ssl: for HTTPS; off: no web port).",
+        ],
         ["range", None, "1-30", "The secret is a whole number in LO-HI (0 <= LO < HI)."],
         [
             "mode",
@@ -234,6 +242,8 @@ class Options(usage.Options):
             raise usage.UsageError("--db needs a file name (or :memory: to keep nothing)")
         for name in ("player", "admin"):
             _check_endpoint(name, self[name])
+        if self["web"] != "off":
+            _check_endpoint("web", self["web"])
         self._check_ops()
         if (
             self["token"] is None
@@ -469,6 +479,15 @@ class Listener(service.Service):
 
     def _listening(self, port: IListeningPort) -> None:
         self.port = self.bound = port
+        if self.role == "web":
+            secure = self.description.split(":", 1)[0].strip().lower() == "ssl"
+            log.info(
+                "{role} port listening on {address}: the game page is at {url}",
+                role=self.role,
+                address=format_address(port.getHost()),
+                url=page_url(port.getHost(), secure),
+            )
+            return
         log.info(
             "{role} port listening on {address}",
             role=self.role,
@@ -681,7 +700,7 @@ def open_database(path: str, reactor: Any) -> Store:
 
 
 def makeService(options: Options, reactor: Any = None) -> Daemon:
-    """Build the daemon: one `Game`, a player listener and an admin listener.
+    """Build the daemon: one `Game`, a player, an admin and (unless off) a web listener.
 
     ``reactor`` is for tests; twistd passes none and gets the global reactor
     with SIGTERM and SIGINT made a clean stop (`StopSignals`).
@@ -734,6 +753,12 @@ def makeService(options: Options, reactor: Any = None) -> Daemon:
             endpoint = mutual_tls_endpoint(reactor, description, options["admin-ca"])
         listener = Listener(role, options[role], endpoint, factory, reactor)
         listener.setName(role)
+        listener.setServiceParent(top)
+    if options["web"] != "off":
+        site = make_site(game, players, count_connection=connections.for_port("web"))
+        endpoint = endpoints.serverFromString(reactor, options["web"])
+        listener = Listener("web", options["web"], endpoint, site, reactor)
+        listener.setName("web")
         listener.setServiceParent(top)
     if options["metrics"] is not None:
         metrics = Metrics(game, reactor, admins=lambda: len(admins.admins), connections=connections)

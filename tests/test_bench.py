@@ -197,6 +197,55 @@ def test_guesses_wait_for_the_flush(loop: asyncio.AbstractEventLoop) -> None:
     assert transport.written == [b"15\n"]
 
 
+def test_ws_frame_is_a_masked_text_frame() -> None:
+    """A guess goes out as one masked text frame with an all-zero mask."""
+    assert loadgen.ws_frame(b"15") == b"\x81\x82\x00\x00\x00\x0015"
+
+
+def server_frame(text: bytes) -> bytes:
+    """An unmasked server text frame."""
+    if len(text) < 126:
+        return b"\x81" + bytes((len(text),)) + text
+    return b"\x81\x7e" + len(text).to_bytes(2, "big") + text
+
+
+def test_websocket_player_handshakes_and_reads_frames(loop: asyncio.AbstractEventLoop) -> None:
+    """A WebSocket player sends the handshake, then reads each text frame as a line."""
+    config = loadgen.parse_args(["--port", "1", "--players", "2", "--websocket"])
+    assert config.websocket
+    gen = loadgen.LoadGenerator(config, loop, io.StringIO())
+    player = loadgen.WsPlayer(gen, 1, 0.0)
+    transport = FakeTransport()
+    player.connection_made(transport)  # type: ignore[arg-type]
+    assert transport.written == [loadgen.WS_HANDSHAKE]
+    answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+    frames = server_frame(b"You are now connected to the server!") + server_frame(
+        b"Pick a number between 1-30"
+    )
+    data = answer + frames
+    for cut in (10, len(answer) + 1, len(answer) + 40):
+        player.data_received(data[:cut])
+        data = data[cut:]
+    player.data_received(data)
+    gen.flush()
+    assert transport.written[-1] == loadgen.ws_frame(b"15")
+    player.data_received(server_frame(b"Too low! Pick a number between 1-30"))
+    gen.flush()
+    assert transport.written[-1] == loadgen.ws_frame(b"23")
+    assert gen.errors == {}
+
+
+def test_websocket_player_refused_is_an_error(loop: asyncio.AbstractEventLoop) -> None:
+    """A handshake answered with anything but 101 is counted and the player aborts."""
+    config = loadgen.parse_args(["--port", "1", "--players", "2", "--websocket"])
+    gen = loadgen.LoadGenerator(config, loop, io.StringIO())
+    player = loadgen.WsPlayer(gen, 1, 0.0)
+    transport = FakeTransport()
+    player.connection_made(transport)  # type: ignore[arg-type]
+    player.data_received(b"HTTP/1.1 403 Forbidden\r\n\r\nno")
+    assert gen.errors == {"refused": 1} and transport.aborted
+
+
 def test_player_binary_search(loop: asyncio.AbstractEventLoop) -> None:
     """Too low and too high narrow the search; every reply is timed."""
     gen, player, transport, _ = make_player(loop)
@@ -332,15 +381,21 @@ def test_matrix() -> None:
     assert [(r.server, r.players, r.range_text) for r in quick] == [
         ("ceiling", 1000, "1-1000000000"),
         ("daemon", 1000, "1-1000000000"),
+        ("web", 1000, "1-1000000000"),
     ]
     full = run.matrix(quick=False)
-    assert len(full) == 9
+    assert len(full) == 10
     assert [r.players for r in full[:8:2]] == [100, 1000, 10000, 1000]
     assert all(
         a.server == "ceiling" and b.server == "daemon"
         for a, b in zip(*[iter(full[:8])] * 2, strict=True)
     )
-    assert full[-1].default_wait and full[-1].range_text == "1-30"
+    assert full[-2].default_wait and full[-2].range_text == "1-30"
+    assert (full[-1].server, full[-1].players, full[-1].range_text) == (
+        "web",
+        1000,
+        "1-1000000000",
+    )
     chosen = run.matrix(quick=False, pairs=[(50, (1, 30))])
     assert [(r.server, r.players, r.range_text) for r in chosen] == [
         ("ceiling", 50, "1-30"),
@@ -356,6 +411,7 @@ def test_metrics_rows() -> None:
         ("ceiling", False, "ceiling"),
         ("daemon", False, "daemon"),
         ("daemon", True, "daemon, metrics on"),
+        ("web", False, "daemon, TCP+WebSocket"),
     ]
     command = run.server_command(rows[2], [], pin=False)
     assert command[-2:] == ["--metrics", "tcp:0:interface=127.0.0.1"]
@@ -411,6 +467,42 @@ def test_server_commands() -> None:
     assert waiting[-4:] == ["--range", "1-30", "--max-players", "0"]
     ceiling = run.server_command(run.Row("ceiling", 100, 1, 30), fast, pin=False)
     assert ceiling[1:3] == ["-m", "bench.ceiling"] and "--max-players" not in ceiling
+
+
+def test_web_row_turns_the_web_port_on() -> None:
+    """Only the web row listens on a web port; the other daemon rows keep it off."""
+    fast = ["--max-players", "0", "--web", "off"]
+    daemon = run.server_command(run.Row("daemon", 100, 1, 30), fast, pin=False)
+    assert daemon[-2:] == ["--web", "off"]
+    web = run.server_command(run.Row("web", 100, 1, 30), fast, pin=False)
+    assert web[-4:] == ["--max-players", "0", "--web", "tcp:0:interface=127.0.0.1"]
+    assert "off" not in web
+    assert run.Row("web", 100, 1, 30).label == "daemon, TCP+WebSocket"
+    log = "web port listening on 127.0.0.1:4402: the game page is at http://127.0.0.1:4402/\n"
+    assert run.listening_port(log, run.WEB_LISTENING) == 4402
+    assert run.listening_port(log) is None
+
+
+def test_web_costs_split_cpu_by_kind() -> None:
+    """A TCP guess costs what it did in the daemon row; the rest is the WebSocket guesses'."""
+    results = [
+        {"server": "daemon", "players": 1000, "range": "1-30", "server_us_per_guess": 40.0},
+        {
+            "server": "web",
+            "players": 1000,
+            "range": "1-30",
+            "server_cpu_percent": 100.0,
+            "tcp_guesses_per_s": 10000.0,
+            "ws_guesses_per_s": 5000.0,
+            "tcp_reply_p99_ms": 5.0,
+            "ws_reply_p99_ms": 9.0,
+        },
+    ]
+    (line,) = run.web_costs(results)
+    # 1 s of CPU a second: 10000 x 40 us for TCP, the other 0.6 s over 5000 WebSocket guesses.
+    assert results[1]["ws_us_per_guess"] == 120.0
+    assert results[1]["ws_cost_ratio"] == 3.0
+    assert "WebSocket 120.0 us (3.0x a TCP guess)" in line
 
 
 @pytest.mark.parametrize(
