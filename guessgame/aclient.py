@@ -39,7 +39,7 @@ from guessgame.client import (
     print_line,
     run_main,
 )
-from guessgame.game import plural
+from guessgame.events import plural
 from guessgame.lines import Transport
 
 __all__ = [

@@ -17,7 +17,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from guessgame.classic import HELLO_TEXT, ClassicAdmin
-from guessgame.game import Event, Game, Joined, Left, Renamed, RoundStarted, Won, plural
+from guessgame.events import Event, Joined, Left, Renamed, RoundStarted, Won, plural
+from guessgame.game import Game
 from guessgame.limits import OutputCap
 from guessgame.lines import GuardedLineReceiver, format_address
 

@@ -10,11 +10,10 @@ game with a `task.Clock` and a seeded `random.Random`.
 
 from __future__ import annotations
 
-import enum
 import random
 import re
-from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -22,30 +21,37 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from guessgame.events import (
+    Event,
+    Goodbye,
+    GuessOutcome,
+    GuessResult,
+    Joined,
+    Kicked,
+    Left,
+    Message,
+    NameResult,
+    NewRound,
+    Notice,
+    Renamed,
+    RoundOver,
+    RoundRestarted,
+    RoundStarted,
+    Said,
+    Win,
+    Won,
+    plural,
+)
 from guessgame.leaderboard import Leaderboard
 from guessgame.store import NAME_PATTERN, Counters, LeaderboardEntry, MemoryStore, Store
 
 __all__ = [
-    "SHUTTING_DOWN",
-    "Event",
+    "MODES",
     "Game",
     "GameObserver",
-    "GuessOutcome",
-    "GuessResult",
-    "Joined",
-    "Kicked",
-    "Left",
-    "NameResult",
-    "NewRound",
     "Player",
     "PlayerLink",
-    "Renamed",
-    "RoundStarted",
-    "Said",
-    "Win",
-    "Won",
     "parse_range",
-    "plural",
 ]
 
 log = Logger()
@@ -54,18 +60,6 @@ log = Logger()
 DEFAULT_NAME_PATTERN = re.compile(r"player[0-9]+", re.IGNORECASE)
 
 MODES = ("shared", "solo")
-
-SHUTTING_DOWN = "*** The server is shutting down. Goodbye!"
-
-#: Why a player left, as the ``EVENT leave`` line spells it.
-LEAVE_REASONS = ("quit", "won", "kicked", "idle", "closed", "shutdown", "error")
-
-
-def plural(count: int, word: str) -> str:
-    """Return ``count`` with ``word`` agreeing with it: ``1 win``, ``2 wins``."""
-    if count == 1:
-        return f"{count} {word}"
-    return f"{count} {word}es" if word.endswith("s") else f"{count} {word}s"
 
 
 def parse_range(text: str) -> tuple[int, int]:
@@ -90,99 +84,11 @@ def parse_range(text: str) -> tuple[int, int]:
 class PlayerLink(Protocol):
     """How the game reaches one connected player (a protocol, or a fake)."""
 
-    #: Whether notices reach this player at all (classic clients get none).
-    takes_notices: bool
-
-    def notice(self, text: str) -> None:
-        """Deliver a ``*** `` notice line between replies."""
+    def notice(self, notice: Notice) -> bool:
+        """Tell the player ``notice`` between replies; whether its dialect shows notices."""
 
     def close(self) -> defer.Deferred[None]:
         """Flush what was sent and close; the Deferred fires once closed."""
-
-
-# Events pushed to observers (the administrators).
-
-
-@dataclass(frozen=True, slots=True)
-class Joined:
-    """A player connected."""
-
-    id: int
-    name: str
-    address: str
-
-
-@dataclass(frozen=True, slots=True)
-class Left:
-    """A player is gone; ``reason`` is one of `LEAVE_REASONS`."""
-
-    id: int
-    name: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Won:
-    """A player guessed its secret ``number`` in ``guesses`` guesses.
-
-    ``saved`` is the win's `Win.saved`: it fires once the store has the
-    win (observers may time it; they must pass its result on).
-    """
-
-    id: int
-    name: str
-    number: int
-    guesses: int
-    saved: defer.Deferred[None] | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class RoundStarted:
-    """Round number ``round`` began with a secret in ``lo``-``hi``."""
-
-    round: int
-    lo: int
-    hi: int
-
-
-@dataclass(frozen=True, slots=True)
-class Renamed:
-    """A player changed its name."""
-
-    id: int
-    old: str
-    new: str
-
-
-# What the administrator did, for observers that keep a record (the
-# event log); the admin port's EVENT lines leave them out.
-
-
-@dataclass(frozen=True, slots=True)
-class Kicked:
-    """The administrator removed a player (its `Left` follows)."""
-
-    id: int
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class Said:
-    """The administrator sent ``text`` to every player."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class NewRound:
-    """The administrator started round ``round`` (its `RoundStarted` came first)."""
-
-    round: int
-    lo: int
-    hi: int
-
-
-Event = Joined | Left | Won | RoundStarted | Renamed | Kicked | Said | NewRound
 
 
 class GameObserver(Protocol):
@@ -193,39 +99,6 @@ class GameObserver(Protocol):
 
     def close(self) -> defer.Deferred[None]:
         """The game is stopping: flush and close; fire once closed."""
-
-
-class GuessResult(enum.Enum):
-    """A valid guess that missed: below or above the secret."""
-
-    LOW = "low"
-    HIGH = "high"
-
-
-class Win(NamedTuple):
-    """A valid guess that found the secret.
-
-    ``guesses`` counts this round's valid guesses, the winning one
-    included.  ``saved`` fires once the win is durable: the player is told
-    ``Correct!`` only then.
-    """
-
-    number: int
-    guesses: int
-    saved: defer.Deferred[None]
-
-
-#: The answer to a valid guess.  A miss is one of two constants, so the
-#: usual answer costs no allocation.
-GuessOutcome = GuessResult | Win
-
-
-class NameResult(enum.Enum):
-    """The answer to ``name NICK``."""
-
-    OK = "ok"
-    TAKEN = "taken"
-    INVALID = "invalid"
 
 
 @dataclass(eq=False, slots=True)
@@ -275,7 +148,7 @@ class Game(Service):
         self._secret = 0
         self._started_at = clock.seconds()
         self._stopping = False
-        # Texts every player of a round shares, built once per round.
+        #: The range as ``stats`` shows it.
         self.range_text = f"{lo}-{hi}"
 
     # Service life cycle.
@@ -296,7 +169,7 @@ class Game(Service):
         self._stopping = True
         closing: list[defer.Deferred[None]] = []
         for player in list(self.players.values()):
-            player.link.notice(SHUTTING_DOWN)
+            player.link.notice(Goodbye.SHUTDOWN)
             self.leave(player, "shutdown")
             closing.append(player.link.close())
         for observer in list(self._observers):
@@ -393,7 +266,7 @@ class Game(Service):
         player = self.players.get(pid)
         if player is None:
             return False
-        player.link.notice("*** You have been removed by the administrator. Goodbye!")
+        player.link.notice(Goodbye.KICKED)
         self._emit(Kicked(player.id, player.name))
         self.leave(player, "kicked")
         player.link.close()
@@ -401,12 +274,11 @@ class Game(Service):
 
     def say(self, text: str) -> int:
         """Send the administrator's message to every player; return how many got it."""
-        notice = f"*** Message from the administrator: {text}"
+        notice = Message(text)
         self._emit(Said(text))
         reached = 0
         for player in list(self.players.values()):
-            player.link.notice(notice)
-            reached += player.link.takes_notices
+            reached += player.link.notice(notice)
         return reached
 
     # Rounds and guesses.
@@ -425,9 +297,7 @@ class Game(Service):
         """The administrator's ``newround``: fresh secrets for every player."""
         number = self._new_round()
         self._emit(NewRound(number, self.lo, self.hi))
-        notice = (
-            f"*** The administrator started a new round. Pick a number between {self.range_text}"
-        )
+        notice = RoundRestarted(self.lo, self.hi)
         for player in list(self.players.values()):
             player.guesses = 0
             if player.own_secret:
@@ -487,10 +357,7 @@ class Game(Service):
 
     def _end_shared_round(self, winner: Player, number: int) -> None:
         self._new_round()
-        notice = (
-            f"*** {winner.name} won the round with {number}. "
-            f"A new number between {self.range_text} has been picked."
-        )
+        notice = RoundOver(winner.name, number, self.lo, self.hi)
         for player in list(self.players.values()):
             if player is winner or player.own_secret:
                 continue

@@ -34,9 +34,9 @@ from guessgame.client import (
     print_line,
     run_main,
 )
-from guessgame.game import plural
+from guessgame.events import plural
 from guessgame.lines import Transport
-from guessgame.player import parse_guess
+from guessgame.modern import parse_guess
 
 __all__ = [
     "BinarySearch",

@@ -39,7 +39,8 @@ from twisted.python.failure import Failure
 
 from guessgame import __version__
 from guessgame.admin import AdminFactory
-from guessgame.game import MODES, Game, parse_range, plural
+from guessgame.events import plural
+from guessgame.game import MODES, Game, parse_range
 from guessgame.limits import Limits, raise_open_file_limit
 from guessgame.lines import format_address
 from guessgame.ops.eventlog import EventLog, open_event_log, reopen_on_sighup

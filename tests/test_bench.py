@@ -360,7 +360,7 @@ def test_ceiling_sends_the_daemons_bytes() -> None:
     assert ceiling.transport.value() == daemon.transport.value()
     ceiling.transport.clear()
     assert ceiling.send(b"5\n7\r\n") == ["Too low! Pick a number between 1-1000000000"] * 2
-    assert PlayerFactory(game).too_low.encode() + b"\r\n" == CeilingFactory(1, 1000000000).reply
+    assert PlayerFactory(game).modern.texts.too_low_line == CeilingFactory(1, 1000000000).reply
 
 
 # The driver.

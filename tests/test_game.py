@@ -7,8 +7,7 @@ import random
 import pytest
 from twisted.internet.task import Clock
 
-from guessgame.game import (
-    Game,
+from guessgame.events import (
     GuessResult,
     Joined,
     Left,
@@ -17,9 +16,9 @@ from guessgame.game import (
     RoundStarted,
     Win,
     Won,
-    parse_range,
     plural,
 )
+from guessgame.game import Game, parse_range
 from guessgame.store import LeaderboardEntry
 from tests.common import FakeLink, FakeObserver, make_game, secret_of
 

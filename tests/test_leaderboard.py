@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
-from guessgame.game import Game, Win
+from guessgame.events import Win
+from guessgame.game import Game
 from guessgame.limits import Limits
 from guessgame.player import PlayerFactory
 from guessgame.store import LeaderboardEntry, MemoryStore

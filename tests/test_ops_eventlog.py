@@ -16,7 +16,8 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from guessgame.admin import AdminFactory
-from guessgame.game import Game, Kicked, NewRound, Said
+from guessgame.events import Kicked, NewRound, Said
+from guessgame.game import Game
 from guessgame.ops.eventlog import EventLog, format_time
 from guessgame.player import PlayerFactory
 from tests.common import FakeLink, FakeObserver, connect, make_game, secret_of

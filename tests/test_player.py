@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from guessgame.game import Game
-from guessgame.player import PlayerFactory, parse_guess
+from guessgame.modern import parse_guess
+from guessgame.player import PlayerFactory
 from tests.common import Peer, connect, make_game, secret_of
 
 PROMPT = "Pick a number between 1-30"

@@ -15,8 +15,9 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
 from guessgame.admin import AdminFactory
-from guessgame.game import Joined, Left
-from guessgame.limits import IDLE_GOODBYE, SERVER_FULL, TOO_MANY_FROM_ADDRESS, Limits
+from guessgame.events import Joined, Left
+from guessgame.limits import Limits
+from guessgame.modern import IDLE_GOODBYE, SERVER_FULL, TOO_MANY_FROM_ADDRESS
 from guessgame.web.wsplayer import MessageTransport
 from tests.common import FakeObserver, connect, open_client, secret_of
 from tests.test_web import serve
