@@ -4,7 +4,7 @@ Nothing here is text on a wire.  The `Game` pushes `Event` values to its
 observers (the admin port, the web page, the event log, the metrics),
 answers a guess or a rename with an outcome, and tells each player's
 connection what happened with a `Notice`.  Every way to play renders
-these values in its own words (``guessgame/player/text.py`` for the
+these values in its own words (``guessgame/player/modern.py`` for the
 modern dialect and the WebSocket, ``guessgame/player/classic.py`` for the
 classic one, which shows no notices at all).
 """

@@ -43,7 +43,7 @@ from guessgame.events import (
     plural,
 )
 from guessgame.leaderboard import Leaderboard
-from guessgame.store import NAME_PATTERN, Counters, LeaderboardEntry, MemoryStore, Store
+from guessgame.store.base import NAME_PATTERN, Counters, LeaderboardEntry, MemoryStore, Store
 
 __all__ = [
     "MODES",

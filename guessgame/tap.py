@@ -38,19 +38,19 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from guessgame import __version__
-from guessgame.admin import AdminFactory
+from guessgame.admin.protocol import AdminFactory
 from guessgame.events import plural
 from guessgame.game import MODES, Game, parse_range
-from guessgame.limits import Limits, raise_open_file_limit
-from guessgame.lines import format_address
 from guessgame.ops.eventlog import EventLog, open_event_log, reopen_on_sighup
 from guessgame.ops.metrics import ConnectionCounts, Metrics, MetricsSite
 from guessgame.ops.systemd import ReadyNotifier, socket_is_local
 from guessgame.ops.tls import load_ca, mutual_tls_endpoint
-from guessgame.player import PlayerFactory
-from guessgame.sqlstore import StoreError, open_store
-from guessgame.store import MemoryStore, Store
+from guessgame.player.factory import PlayerFactory
+from guessgame.store.base import MemoryStore, Store
+from guessgame.store.sqlite import StoreError, open_store
 from guessgame.web.site import make_site, page_url
+from guessgame.wire.limits import Limits, raise_open_file_limit
+from guessgame.wire.lines import format_address
 
 __all__ = [
     "Announcement",

@@ -21,8 +21,8 @@ from twisted.protocols.basic import LineReceiver
 
 from guessgame.events import Event, Notice
 from guessgame.game import Game
-from guessgame.modern import notice_text
-from guessgame.store import MemoryStore, Store
+from guessgame.player.modern import notice_text
+from guessgame.store.base import MemoryStore, Store
 
 
 class FakeLink:

@@ -20,8 +20,8 @@ from twisted.internet.task import Clock
 from bench import flood, loadgen, run
 from bench.ceiling import CeilingFactory
 from bench.top import Timed, seed_database
-from guessgame.player import PlayerFactory
-from guessgame.sqlstore import open_store
+from guessgame.player.factory import PlayerFactory
+from guessgame.store.sqlite import open_store
 from tests.common import connect, make_game
 
 ROOT = Path(__file__).resolve().parent.parent

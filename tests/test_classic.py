@@ -19,16 +19,16 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python import usage
 
-from guessgame.admin import AdminFactory
-from guessgame.classic import ClassicDialect
-from guessgame.connection import PlayerConnection
+from guessgame.admin.protocol import AdminFactory
 from guessgame.events import Joined, Left, Won
 from guessgame.game import Game, Player
-from guessgame.limits import Limits
-from guessgame.modern import ModernDialect
-from guessgame.player import PlayerFactory
-from guessgame.store import LeaderboardEntry, MemoryStore
+from guessgame.player.classic import ClassicDialect
+from guessgame.player.connection import PlayerConnection
+from guessgame.player.factory import PlayerFactory
+from guessgame.player.modern import ModernDialect
+from guessgame.store.base import LeaderboardEntry, MemoryStore
 from guessgame.tap import Listener, Options, makeService
+from guessgame.wire.limits import Limits
 from tests.common import FakeObserver, listen, make_game, open_client
 from tests.e2e import Daemon
 

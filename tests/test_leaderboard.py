@@ -13,9 +13,9 @@ from twisted.internet.task import Clock
 
 from guessgame.events import Win
 from guessgame.game import Game
-from guessgame.limits import Limits
-from guessgame.player import PlayerFactory
-from guessgame.store import LeaderboardEntry, MemoryStore
+from guessgame.player.factory import PlayerFactory
+from guessgame.store.base import LeaderboardEntry, MemoryStore
+from guessgame.wire.limits import Limits
 from tests.common import FakeLink, connect, make_game, secret_of
 
 

@@ -10,11 +10,11 @@ from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from guessgame.admin import AdminFactory
+from guessgame.admin.protocol import AdminFactory
 from guessgame.events import Goodbye, Left
-from guessgame.limits import CLOSE_GRACE, ConnectionCounter, Limits, raise_open_file_limit
-from guessgame.modern import SERVER_FULL, TOO_MANY_FROM_ADDRESS, notice_text
-from guessgame.player import PlayerFactory
+from guessgame.player.factory import PlayerFactory
+from guessgame.player.modern import SERVER_FULL, TOO_MANY_FROM_ADDRESS, notice_text
+from guessgame.wire.limits import CLOSE_GRACE, ConnectionCounter, Limits, raise_open_file_limit
 from tests.common import FakeObserver, Peer, connect, make_game
 
 PROMPT = "Pick a number between 1-30"
@@ -604,7 +604,7 @@ def test_admin_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatc
         calls.append((a, b))
         return original(a, b)
 
-    monkeypatch.setattr("guessgame.admin.hmac.compare_digest", compare)
+    monkeypatch.setattr("guessgame.admin.protocol.hmac.compare_digest", compare)
     peer = connect(AdminFactory(make_game(), token="right"))
     assert peer.send(b"Admin-Greetings right\r\n") == ["OK Admin-Greetings, 0 players online"]
     assert calls == [(b"right", b"right")]

@@ -8,9 +8,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 
-from guessgame.connection import PlayerConnection
-from guessgame.events import Left
-from guessgame.pclient import (
+from guessgame.clients.play import (
     GOODBYE_TIMEOUT,
     BinarySearch,
     Input,
@@ -22,6 +20,8 @@ from guessgame.pclient import (
     parse_range,
     restarts_round,
 )
+from guessgame.events import Left
+from guessgame.player.connection import PlayerConnection
 from tests.clients import (
     TLS_FAILURES,
     Daemon,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from guessgame.game import Game
-from guessgame.modern import parse_guess
-from guessgame.player import PlayerFactory
+from guessgame.player.factory import PlayerFactory
+from guessgame.player.modern import parse_guess
 from tests.common import Peer, connect, make_game, secret_of
 
 PROMPT = "Pick a number between 1-30"
@@ -304,7 +304,7 @@ def test_a_win_being_saved_is_answered_correct_even_after_ctrl_c() -> None:
     """Ctrl-C while the win is saved: the last line is still Correct!, never Goodbye!."""
     from twisted.internet import defer
 
-    from guessgame.store import MemoryStore
+    from guessgame.store.base import MemoryStore
 
     class SlowStore(MemoryStore):
         def __init__(self) -> None:

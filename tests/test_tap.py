@@ -10,9 +10,9 @@ from twisted.internet.interfaces import IAddress
 from twisted.internet.task import Clock
 from twisted.python import usage
 
-from guessgame.admin import AdminFactory
+from guessgame.admin.protocol import AdminFactory
 from guessgame.game import Game
-from guessgame.player import PlayerFactory
+from guessgame.player.factory import PlayerFactory
 from guessgame.tap import (
     Listener,
     Options,

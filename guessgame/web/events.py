@@ -22,7 +22,7 @@ from twisted.web.server import Request
 
 from guessgame.events import Event, Joined, Left, RoundStarted, Won
 from guessgame.game import Game
-from guessgame.limits import OutputCap, carrier_of
+from guessgame.wire.limits import OutputCap, carrier_of
 
 __all__ = ["EventHub", "render_event"]
 

@@ -29,9 +29,9 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.websocket import WebSocketTransport
 
-from guessgame.connection import PlayerConnection
-from guessgame.limits import carrier_of
-from guessgame.player import PlayerFactory
+from guessgame.player.connection import PlayerConnection
+from guessgame.player.factory import PlayerFactory
+from guessgame.wire.limits import carrier_of
 
 __all__ = ["MessageTransport", "WebPlayer", "WebPlayers"]
 

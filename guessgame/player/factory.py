@@ -12,11 +12,11 @@ from collections.abc import Callable
 from twisted.internet import protocol
 from twisted.internet.interfaces import IAddress
 
-from guessgame.classic import ClassicDialect
-from guessgame.connection import PlayerConnection
 from guessgame.game import Game
-from guessgame.limits import ConnectionCounter, Limits
-from guessgame.modern import ModernDialect
+from guessgame.player.classic import ClassicDialect
+from guessgame.player.connection import PlayerConnection
+from guessgame.player.modern import ModernDialect
+from guessgame.wire.limits import ConnectionCounter, Limits
 
 __all__ = ["PlayerFactory"]
 

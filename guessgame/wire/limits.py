@@ -32,7 +32,7 @@ from twisted.protocols.policies import ProtocolWrapper
 from zope.interface import implementer
 
 from guessgame.events import Goodbye
-from guessgame.hangup import reset_after_close
+from guessgame.wire.hangup import reset_after_close
 
 __all__ = [
     "CLOSE_GRACE",

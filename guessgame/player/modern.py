@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 
-from guessgame.connection import PlayerConnection
 from guessgame.events import (
     Goodbye,
     GuessResult,
@@ -26,8 +25,9 @@ from guessgame.events import (
     Win,
     plural,
 )
-from guessgame.lines import encode_line
-from guessgame.store import LeaderboardEntry
+from guessgame.player.connection import PlayerConnection
+from guessgame.store.base import LeaderboardEntry
+from guessgame.wire.lines import encode_line
 
 __all__ = [
     "GOODBYES",

@@ -5,7 +5,7 @@ or a WebSocket.  It is the `GuardedLineReceiver` of the line layer
 (framing, line editing, the telnet filter, the line length limit) and
 owns the rest as parts, each set up once when the connection begins:
 
-- the limits of the player port (`guessgame.limits`): the connection
+- the limits of the player port (`guessgame.wire.limits`): the connection
   counter that admits it, the idle timer, the rate bucket, the output cap;
 - its dialect (a `Dialect`: modern or classic), which answers lines and
   renders notices, and which it learns while ``detecting`` (the classic
@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 
 from guessgame.events import Goodbye, IdleWarning, Notice, Win
 from guessgame.game import Game, Player
-from guessgame.limits import (
+from guessgame.wire.limits import (
     ConnectionCounter,
     IdleTimer,
     Limits,
@@ -38,7 +38,7 @@ from guessgame.limits import (
     RateBucket,
     close_after_flush,
 )
-from guessgame.lines import GuardedLineReceiver, format_address
+from guessgame.wire.lines import GuardedLineReceiver, format_address
 
 if TYPE_CHECKING:
     from collections.abc import Callable

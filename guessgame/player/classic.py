@@ -1,13 +1,12 @@
-"""The classic dialect of the original coursework clients, on both ports.
+"""The classic dialect of the original coursework clients on the player port.
 
 Player port: a new connection waits up to ``--classic-wait`` seconds for
-its first line (`guessgame.connection`); ``Hello`` makes it speak the
+its first line (`guessgame.player.connection`); ``Hello`` makes it speak the
 `ClassicDialect` (``Greetings``, ``Ready``, ``Far``/``Close``/``Correct``);
 anything else, or nothing, the modern one, which greets and then reads
 what arrived as ordinary input.
 
-Admin port: a first line ``Hello`` makes the connection a `ClassicAdmin`
-(``Admin-Greetings``, then ``Who`` lists ``IP PORT`` lines and closes).
+The classic administrator lives with the admin port (`guessgame.admin.classic`).
 
 The original clients compare the whole result of one ``recv()`` with the
 expected reply, so every classic reply is one CRLF-terminated line written
@@ -17,35 +16,24 @@ in one ``write`` call, and a classic connection never gets a notice.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
 
-from guessgame.connection import PlayerConnection
 from guessgame.events import Notice, Win
-from guessgame.lines import Transport
-
-if TYPE_CHECKING:
-    from guessgame.admin import AdminProtocol
+from guessgame.player.connection import PlayerConnection
 
 __all__ = [
-    "ClassicAdmin",
     "ClassicDialect",
     "parse_classic_guess",
 ]
 
 log = Logger()
 
-#: The first line that makes a connection classic, exactly as the original
-#: clients spell it (surrounding white space and a CR are ignored).
-HELLO_TEXT = "Hello"
-
 GREETINGS = b"Greetings\r\n"
 READY = b"Ready\r\n"
 FAR = b"Far\r\n"
 CLOSE = b"Close\r\n"
 CORRECT = b"Correct\r\n"
-ADMIN_GREETINGS = b"Admin-Greetings\r\n"
 
 #: The three accepted guess forms: ``My Guess is: N`` (case and spaces
 #: free), ``Guess: N`` and a bare ``N``.
@@ -121,58 +109,3 @@ class ClassicDialect:
                 conn.won(outcome, CORRECT)
             else:
                 conn.transport.write(CLOSE if abs(number - secret) <= 2 else FAR)
-
-
-def classic_address(address: str) -> str:
-    """``HOST:PORT`` (``[v6]:PORT``) as the classic ``IP PORT``, v6 unbracketed."""
-    host, _, port = address.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return f"{host} {port}"
-
-
-class ClassicAdmin:
-    """A classic administrator on the admin port, after its first ``Hello``.
-
-    It never authenticates, counts against no limit and gets no events:
-    ``Who`` answers with an ``IP PORT`` line a player, all in one write,
-    and closes; ``Hello`` is greeted again; anything else is an unknown
-    command.  With an admin token set, ``Hello`` is refused.
-    """
-
-    def __init__(self, admin: AdminProtocol) -> None:
-        self.admin = admin
-
-    @property
-    def transport(self) -> Transport:
-        """The administrator's transport."""
-        return self.admin.transport
-
-    def hello(self) -> None:
-        """Answer the first ``Hello``: greet, or refuse when a token is set."""
-        if self.admin.factory.token is not None:
-            log.warn("classic administrator {peer}: refused, a token is set", peer=self.admin.peer)
-            self.transport.write(b"ERR bad token\r\n")
-            self.transport.loseConnection()
-            return
-        log.info("classic administrator {peer} connected", peer=self.admin.peer)
-        self.transport.write(ADMIN_GREETINGS)
-
-    def text_received(self, text: str | None) -> None:
-        """Answer one line after ``Hello``."""
-        if text is None:
-            self.transport.write(b"ERR invalid UTF-8\r\n")
-            return
-        command = text.lower()
-        if command == "who":
-            players = self.admin.game.players.values()
-            listing = "".join(f"{classic_address(p.address)}\r\n" for p in players)
-            if listing:
-                self.admin.write_reply(listing.encode("utf-8"))
-            self.transport.loseConnection()
-        elif command == "hello":
-            self.transport.write(ADMIN_GREETINGS)
-        else:
-            word = text.partition(" ")[0]
-            reply = f"ERR unknown command: {word}" if word else "ERR empty line"
-            self.transport.write(reply.encode("utf-8") + b"\r\n")
