@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+from guessgame import pgstore
 from guessgame.admin import AdminFactory
 from guessgame.game import MODES, Game, parse_range
 from guessgame.limits import Limits, raise_open_file_limit
@@ -95,7 +96,9 @@ class Options(usage.Options):
             None,
             "guessgame.sqlite3",
             "SQLite file that keeps the leaderboard, counters and ids across "
-            "restarts (:memory: keeps nothing).",
+            "restarts (:memory: keeps nothing), or a PostgreSQL URI "
+            "(postgresql://USER@HOST/DBNAME): daemons on one PostgreSQL database "
+            "play one game.",
         ],
         [
             "max-admins",
@@ -356,15 +359,24 @@ def exit_cleanly_on_sigterm(reactor: Any) -> None:
     reactor.callWhenRunning(signal.signal, signal.SIGTERM, on_sigterm)
 
 
-def open_database(path: str, reactor: Any) -> Store:
+def open_database(
+    path: str, reactor: Any, *, lo: int = 1, hi: int = 30, mode: str = "shared"
+) -> Store:
     """The store for ``--db PATH``, opened and loaded now.
 
-    A database that cannot be used ends the program with one line that
-    says what and where (exit status 1): it is not a usage mistake, so no
-    usage text, and not a bug, so no traceback.
+    ``PATH`` is an SQLite file, ``:memory:``, or a PostgreSQL URI, whose
+    game plays ``lo``-``hi`` in ``mode``.  A database that cannot be used
+    ends the program with one line that says what and where (exit status
+    1): it is not a usage mistake, so no usage text, and not a bug, so no
+    traceback.
     """
     if path == ":memory:":
         return MemoryStore()
+    if pgstore.is_postgres_uri(path):
+        try:
+            return pgstore.open_store(path, reactor, lo=lo, hi=hi, mode=mode)
+        except pgstore.StoreError as e:
+            raise SystemExit(f"guessgame: {e}") from None
     try:
         # The flush timer runs on ``reactor`` (a test may pass a Clock); the
         # database thread reports back through the global reactor.
@@ -385,13 +397,18 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         exit_cleanly_on_sigterm(reactor)
     top = service.MultiService()
     FileLimit(options["max-players"]).setServiceParent(top)
+    store = open_database(
+        options["db"], reactor, lo=options["lo"], hi=options["hi"], mode=options["mode"]
+    )
     game = Game(
         reactor,
         random.SystemRandom(),
         lo=options["lo"],
         hi=options["hi"],
         mode=options["mode"],
-        store=open_database(options["db"], reactor),
+        store=store,
+        # Daemons on one PostgreSQL database share their rounds through it.
+        keeper=store if isinstance(store, pgstore.PostgresStore) else None,
     )
     game.setServiceParent(top)
     players = PlayerFactory(
