@@ -195,8 +195,7 @@ def test_win_on_one_ends_the_round_on_the_other(daemons: Daemons) -> Any:
     yield outcome.saved
     yield until(lambda: b.round == old + 1, "B to hear of the win")
     assert bob.link.notices == [  # type: ignore[attr-defined]
-        f"*** Ann won the round with {outcome.number}. "
-        "A new number between 1-30 has been picked."
+        f"*** Ann won the round with {outcome.number}. A new number between 1-30 has been picked."
     ]
     assert secret_of(b) == secret_of(a)
     assert watcher.events == [
@@ -236,8 +235,9 @@ def test_two_winners_of_one_round_both_win_and_it_ends_once(
     assert query(postgres_server, daemons.uri, "SELECT wins FROM counters") == [(2,)]
     for game in (a, b):
         yield until(
-            lambda game=game: sorted((e.name, e.wins) for e in game.leaderboard())
-            == [("Ann", 1), ("Bob", 1)],
+            lambda game=game: (
+                sorted((e.name, e.wins) for e in game.leaderboard()) == [("Ann", 1), ("Bob", 1)]
+            ),
             "both winners on the leaderboard",
         )
     yield until(lambda: a.stats()["wins"] == b.stats()["wins"] == 2, "wins to agree")
