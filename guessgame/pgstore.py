@@ -34,6 +34,7 @@ one.  A lost connection is opened again by itself.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -324,14 +325,26 @@ class Notifications:
     """The ``LISTEN`` connection, watched by the reactor.
 
     Each notification on `CHANNEL` goes to ``deliver`` as text; when the
-    connection breaks, ``lost`` is called once.
+    connection breaks, ``lost`` is called once.  The reactor watches a
+    duplicate of the socket, since psycopg2 closes its own at an error,
+    before the reader can be removed.
     """
 
     def __init__(self, conn: Any, deliver: Any, lost: Any) -> None:
         self.conn = conn
         self._deliver = deliver
         self._lost = lost
-        self._fileno = conn.fileno()
+        self._fileno = os.dup(conn.fileno())
+
+    def close(self) -> None:
+        """Close the connection and the watched socket (once no longer watched)."""
+        try:
+            self.conn.close()
+        except psycopg2.Error:
+            pass
+        if self._fileno >= 0:
+            os.close(self._fileno)
+            self._fileno = -1
 
     def fileno(self) -> int:
         """The connection's socket."""
@@ -724,10 +737,7 @@ class PostgresStore:
         notifications, self._notifications = self._notifications, None
         if notifications is not None:
             self._reactor_().removeReader(notifications)
-            try:
-                notifications.conn.close()
-            except psycopg2.Error:
-                pass
+            notifications.close()
 
     def _heard_news(self, payload: str) -> None:
         """One notification from another daemon (or our own, ignored)."""
