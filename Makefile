@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest bench bench-quick soak clean help telnet-client
+.PHONY: run test lint typecheck pytest bench bench-quick soak clean help telnet-client postgresql-server
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -29,7 +29,7 @@ $(VENV)/.installed-test: $(BIN)/python setup.cfg pyproject.toml
 run: $(VENV)/.installed  ## install and run the daemon in the foreground (ARGS="--range 1-100")
 	$(BIN)/twistd --nodaemon --pidfile= guessgame $(ARGS)
 
-test: $(VENV)/.installed-test telnet-client  ## install with the test extra, lint, type-check, run every test
+test: $(VENV)/.installed-test telnet-client postgresql-server  ## install with the test extra, lint, type-check, run every test
 	$(BIN)/ruff check .
 	$(BIN)/mypy guessgame
 	$(BIN)/python -m pytest $(ARGS)
@@ -53,6 +53,22 @@ telnet-client:
 	    echo "could not install telnet: the telnet test will be skipped"; \
 	  else \
 	    echo "telnet is missing and cannot be installed here: the telnet test will be skipped"; \
+	  fi; }
+
+# The PostgreSQL tests start a server of their own from Debian's postgresql
+# package (initdb and pg_ctl): install it where we can, as telnet above, else
+# those tests are skipped and say why.
+postgresql-server:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing postgresql for the PostgreSQL tests"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq postgresql </dev/null >/dev/null 2>&1 || \
+	    { apt-get update -qq </dev/null >/dev/null 2>&1 && \
+	      apt-get install -y -qq postgresql </dev/null >/dev/null 2>&1; } || \
+	    echo "could not install postgresql: the PostgreSQL tests will be skipped"; \
+	  else \
+	    echo "postgresql is missing and cannot be installed here: the PostgreSQL tests will be skipped"; \
 	  fi; }
 
 soak: $(VENV)/.installed  ## not in CI: 5,000 connections, 100 flooding, 50 playing (ARGS="--duration 60")
