@@ -346,3 +346,17 @@ def test_burst_of_wins_all_committed(daemons: Daemons, postgres_server: Any) -> 
     saved = [store.record_win(LeaderboardEntry(f"p{i}", 1, 3, 1000.0)) for i in range(50)]
     yield defer.gatherResults(saved)
     assert query(postgres_server, daemons.uri, "SELECT count(*) FROM leaderboard") == [(50,)]
+
+
+@pytest_twisted.inlineCallbacks
+def test_wins_of_one_name_in_one_transaction_add_up(daemons: Daemons, postgres_server: Any) -> Any:
+    """Two wins of one name in the same transaction count twice, with the better best."""
+    a = daemons.start()
+    store = store_of(a)
+    saved = [
+        store.record_win(LeaderboardEntry("Ann", 1, 5, 1000.0)),
+        store.record_win(LeaderboardEntry("ann", 2, 3, 1001.0)),
+    ]
+    yield defer.gatherResults(saved)
+    rows = query(postgres_server, daemons.uri, "SELECT name, wins, best, last_win FROM leaderboard")
+    assert rows == [("ann", 2, 3, 1001.0)]
