@@ -393,6 +393,8 @@ class _Batch:
     entries: list[LeaderboardEntry] = field(default_factory=list)
     won: list[Won] = field(default_factory=list)
     round: SharedRound | None = None
+    #: How many of ``entries`` a failed write already logged.
+    logged: int = 0
 
 
 @dataclass
@@ -638,11 +640,13 @@ class PostgresStore:
         pending = self._batch
         pending.entries[:0] = batch.entries
         pending.won[:0] = batch.won
+        pending.logged = len(batch.entries)
         if pending.round is None:
             pending.round = batch.round
         self._apply_heard()
         was_failing, self._write_failing = self._write_failing, True
-        if batch.entries or batch.won or not was_failing:
+        # Each win is logged once; the rest once an outage.
+        if len(batch.entries) > batch.logged or not was_failing:
             log.error(
                 "cannot write to PostgreSQL database {where}: {error}; kept to write again: "
                 "{wins} new wins, {guesses} new guesses; leaderboard {entries}",
@@ -650,7 +654,7 @@ class PostgresStore:
                 error=_first_line(failure.value),
                 wins=batch.wins,
                 guesses=batch.guesses,
-                entries=_describe(pending.entries),
+                entries=_describe(batch.entries[batch.logged :]),
             )
 
     def _take_totals(

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from guessgame.game import Game, RoundStarted, Won
 from guessgame.pgstore import PostgresStore, StoreError, describe_dsn, open_store
@@ -360,3 +361,78 @@ def test_wins_of_one_name_in_one_transaction_add_up(daemons: Daemons, postgres_s
     yield defer.gatherResults(saved)
     rows = query(postgres_server, daemons.uri, "SELECT name, wins, best, last_win FROM leaderboard")
     assert rows == [("ann", 2, 3, 1001.0)]
+
+
+@pytest.fixture
+def errors() -> Iterator[list[dict[str, Any]]]:
+    """The error-level events logged during the test."""
+    seen: list[dict[str, Any]] = []
+
+    def observer(event: dict[str, Any]) -> None:
+        if event.get("log_level") == LogLevel.error:
+            seen.append(event)
+
+    globalLogPublisher.addObserver(observer)
+    yield seen
+    globalLogPublisher.removeObserver(observer)
+
+
+@pytest_twisted.inlineCallbacks
+def test_outage_logs_each_win_once(
+    daemons: Daemons, postgres_server: Any, errors: list[dict[str, Any]]
+) -> Any:
+    """While writes fail, each win is logged once, not at every retry; all land after."""
+    a = daemons.start()
+    store = store_of(a)
+    yield settled(a)
+    assert store._pool is not None
+    yield store._pool.runOperation("SET SESSION default_transaction_read_only = on")
+    yield store.record_win(LeaderboardEntry("Ann", 1, 4, 1000.0))
+    assert len(errors) == 1
+    yield store.flush()
+    yield store.flush()
+    assert len(errors) == 1
+    yield store.record_win(LeaderboardEntry("Bob", 1, 2, 1001.0))
+    assert len(errors) == 2
+    assert "Bob best=2" in formatEvent(errors[1])
+    assert "Ann" not in formatEvent(errors[1])
+    assert store.failing
+    yield store._pool.runOperation("SET SESSION default_transaction_read_only = off")
+    yield store.flush()
+    assert not store.failing
+    rows = query(postgres_server, daemons.uri, "SELECT name FROM leaderboard ORDER BY name")
+    assert rows == [("Ann",), ("Bob",)]
+
+
+# The --db option.
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_db_uri_makes_a_postgres_game(pg_uri: str, scheme: str) -> None:
+    """--db postgresql:// or postgres:// gives the Game a PostgreSQL store as its keeper."""
+    from twisted.internet.task import Clock
+
+    from guessgame.tap import Options, makeService
+
+    options = Options()
+    options.parseOptions(["--db", pg_uri.replace("postgresql://", f"{scheme}://", 1)])
+    top = makeService(options, reactor=Clock())
+    game = top.getServiceNamed("game")
+    assert isinstance(game, Game)
+    assert isinstance(game.store, PostgresStore)
+    assert game.keeper is game.store
+
+
+def test_unreachable_db_ends_with_one_line() -> None:
+    """A --db PostgreSQL that cannot be reached exits (status 1) with one guessgame: line."""
+    from twisted.internet.task import Clock
+
+    from guessgame.tap import open_database
+
+    with pytest.raises(SystemExit) as caught:
+        open_database("postgresql://guessgame@127.0.0.1:1/game", Clock())
+    message = str(caught.value.code)
+    assert message.startswith(
+        "guessgame: cannot connect to PostgreSQL database game on 127.0.0.1:1: "
+    )
+    assert "\n" not in message
