@@ -87,6 +87,63 @@ def test_win_on_one_daemon_ends_the_round_on_the_other(pg_uri: str) -> None:
         assert stats_of(admin_a)["players"] == "0"
 
 
+def test_two_players_race_for_one_secret(pg_uri: str) -> None:
+    """Players on A and B send the same guesses in lockstep: every Correct! counts, one round."""
+    with Daemon("--db", pg_uri) as a, Daemon("--db", pg_uri) as b:
+        admin_a, admin_b = a.admin(), b.admin()
+        rounds_before = int(stats_of(admin_a)["rounds"])
+        ann, bob = a.player(), b.player()
+        ann.send("name Ann")
+        bob.send("name Bob")
+        assert ann.line() == "You are now known as Ann."
+        assert bob.line() == "You are now known as Bob."
+        lo, hi = 1, 30
+        correct = 0
+        rounds_won = 0
+        while not correct:
+            guess = (lo + hi) // 2
+            # Both guesses leave before either reply is read.
+            ann.send(str(guess))
+            bob.send(str(guess))
+            replies = []
+            for player in (ann, bob):
+                # Whoever hears of the other's win first has its guess scored
+                # in the new round, after the notice.
+                heard, reply = False, player.line()
+                while reply.startswith("*** "):
+                    heard, reply = True, player.line()
+                replies.append(reply)
+                if reply.startswith("Correct!"):
+                    correct += 1
+                    # Both winners of one round end it once; a later win ends the next.
+                    rounds_won = max(rounds_won, 2 if heard else 1)
+            if not correct:
+                assert replies[0].split("!")[0] == replies[1].split("!")[0], replies
+                if replies[0].startswith("Too low!"):
+                    lo = guess + 1
+                else:
+                    hi = guess - 1
+
+        def agree() -> bool:
+            one, other = stats_of(admin_a), stats_of(admin_b)
+            return (
+                (one["wins"], one["rounds"])
+                == (other["wins"], other["rounds"])
+                == (
+                    str(correct),
+                    str(rounds_before + rounds_won),
+                )
+            )
+
+        eventually(agree, "both daemons to count the wins and the rounds")
+        # The other's leaderboard entry comes with its notification, a moment later.
+        top_a = eventually(
+            lambda: (top := admin_a.command("top")) == admin_b.command("top") and top,
+            "both daemons to show the same leaderboard",
+        )
+        assert top_a[-1] == f"OK {correct} player" + ("s" if correct > 1 else "")
+
+
 def test_ids_never_collide_under_concurrent_joins(pg_uri: str) -> None:
     """Players joining two daemons at once all get different ids."""
     per_daemon = 25
