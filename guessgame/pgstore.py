@@ -80,6 +80,9 @@ RECONNECT_DELAY = 1.0
 #: Seconds a connection attempt may take.
 CONNECT_TIMEOUT = 5
 
+#: Seconds a statement of the game's writes may take.
+STATEMENT_TIMEOUT = 5.0
+
 #: Advisory lock keys: the schema migration, and "a daemon plays this game".
 _MIGRATE_LOCK = 0x4767_4462
 _RUNNING_LOCK = 0x4767_4463
@@ -176,17 +179,33 @@ def _first_line(error: BaseException | None) -> str:
     return text.splitlines()[0].strip() if text else type(error).__name__
 
 
+#: libpq parameters of every connection: give up on a server that does not
+#: answer (the game goes on and tries again) rather than wait for TCP.
+_CONNECTION = {
+    "connect_timeout": CONNECT_TIMEOUT,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "application_name": "guessgame",
+}
+
+
 def _connect(dsn: str) -> Any:
     """A new psycopg2 connection to ``dsn`` that notices a dead server."""
-    return psycopg2.connect(
-        dsn,
-        connect_timeout=CONNECT_TIMEOUT,
-        keepalives=1,
-        keepalives_idle=10,
-        keepalives_interval=2,
-        keepalives_count=3,
-        application_name="guessgame",
-    )
+    return psycopg2.connect(dsn, **_CONNECTION)
+
+
+def _open_writer(conn: Any) -> None:
+    """Set up the pool's connection (runs in the database thread).
+
+    A statement stuck behind a lock fails after `STATEMENT_TIMEOUT`, like a
+    lost connection: wins wait in memory instead of holding up their
+    ``Correct!`` and the daemon's stop.
+    """
+    with conn.cursor() as cur:
+        cur.execute("SET statement_timeout = %s", (int(STATEMENT_TIMEOUT * 1000),))
+    conn.commit()
 
 
 def open_store(
@@ -483,12 +502,8 @@ class PostgresStore:
                 cp_min=1,
                 cp_max=1,
                 cp_reconnect=True,
-                connect_timeout=CONNECT_TIMEOUT,
-                keepalives=1,
-                keepalives_idle=10,
-                keepalives_interval=2,
-                keepalives_count=3,
-                application_name="guessgame",
+                cp_openfun=_open_writer,
+                **_CONNECTION,
                 **kwargs,
             )
             self._pool.connectionFactory = _Connection

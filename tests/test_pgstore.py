@@ -10,11 +10,13 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg2.extensions
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
+from guessgame import pgstore
 from guessgame.game import Game, RoundStarted, Won
 from guessgame.pgstore import PostgresStore, StoreError, describe_dsn, open_store
 from guessgame.store import LeaderboardEntry
@@ -436,3 +438,29 @@ def test_unreachable_db_ends_with_one_line() -> None:
         "guessgame: cannot connect to PostgreSQL database game on 127.0.0.1:1: "
     )
     assert "\n" not in message
+
+
+@pytest_twisted.inlineCallbacks
+def test_stuck_write_gives_up_and_is_written_later(
+    daemons: Daemons, postgres_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """A win whose write waits on a lock fails after the timeout, then is written."""
+    monkeypatch.setattr(pgstore, "STATEMENT_TIMEOUT", 0.5)
+    a = daemons.start()
+    yield settled(a)
+    blocker = postgres_server.connect(daemons.uri.rsplit("/", 1)[1])
+    blocker.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_READ_COMMITTED)
+    with blocker.cursor() as cur:
+        cur.execute("LOCK TABLE counters IN ACCESS EXCLUSIVE MODE")
+    ann = a.join(FakeLink(), "127.0.0.1:1")
+    a.rename(ann, "Ann")
+    outcome = a.guess(ann, secret_of(a))
+    assert isinstance(outcome, tuple)
+    yield outcome.saved
+    assert a.stats()["store"] == "failing"
+    blocker.rollback()
+    blocker.close()
+    yield settled(a)
+    assert a.stats()["store"] == "ok"
+    rows = query(postgres_server, daemons.uri, "SELECT name, wins FROM leaderboard")
+    assert rows == [("Ann", 1)]
