@@ -117,7 +117,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             by_admin BOOLEAN NOT NULL
         )""",
         # Each value is the first of a block of ids (the increment).
-        "CREATE SEQUENCE player_ids INCREMENT BY 1000",
+        "CREATE SEQUENCE player_ids INCREMENT BY 10000",
     ),
 )
 

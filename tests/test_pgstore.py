@@ -287,11 +287,11 @@ def test_newround_on_one_is_a_newround_on_the_other(daemons: Daemons) -> Any:
 @pytest_twisted.inlineCallbacks
 def test_ids_unique_across_daemons_and_blocks(daemons: Daemons, postgres_server: Any) -> Any:
     """Interleaved joins on two daemons past several id blocks never share an id."""
-    open_store(daemons.uri, reactor)  # the schema, with its block of 1000 ids
+    open_store(daemons.uri, reactor)  # the schema, with its block of 10,000 ids
     conn = postgres_server.connect(daemons.uri.rsplit("/", 1)[1])
     with conn.cursor() as cur:
-        # Blocks of 10 from here on, after the first block of 1000.
-        cur.execute("ALTER SEQUENCE player_ids INCREMENT BY 10 RESTART WITH 1001")
+        # Blocks of 10 from here on, after the first block.
+        cur.execute("ALTER SEQUENCE player_ids INCREMENT BY 10 RESTART WITH 10001")
     conn.close()
     a = daemons.start(seed=1)
     b = daemons.start(seed=2)
