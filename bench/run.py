@@ -750,7 +750,8 @@ class Postgres:
         if why is not None:
             print(f"skipping the postgres rows: {why}", flush=True)
             return False
-        self.server = PostgresServer()
+        # fsync on, as in production and as the SQLite rows commit.
+        self.server = PostgresServer(durable=True)
         self.running = True
         return True
 

@@ -87,7 +87,7 @@ def run(reactor: Any, ns: argparse.Namespace) -> Any:
 
         why = unavailable()
         if why is None:
-            server = PostgresServer()
+            server = PostgresServer(durable=True)
             uri = server.new_database()
         else:
             print(f"no PostgreSQL: {why}", file=sys.stderr)

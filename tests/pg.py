@@ -68,8 +68,10 @@ def free_port() -> int:
 class PostgresServer:
     """One PostgreSQL cluster in a temporary folder; `stop` and `start` at will."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        """Make the cluster and start it; ``durable`` keeps fsync on (for measuring)."""
         bindir = server_bin()
+        self.durable = durable
         assert bindir is not None, unavailable()
         self.bin = bindir
         self.root = Path(tempfile.mkdtemp(prefix="guessgame-pg-"))
@@ -107,9 +109,11 @@ class PostgresServer:
     def start(self) -> None:
         """Start the server (again) on its port, and wait until it takes connections."""
         options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c full_page_writes=off -c max_connections=200"
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200"
         )
+        if not self.durable:
+            # A test's data need not survive a power cut: no fsync, faster tests.
+            options += " -c fsync=off -c full_page_writes=off"
         self._run(
             "pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-o", options,
             "-w", "-t", str(WAIT), "start",
