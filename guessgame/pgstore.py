@@ -763,34 +763,66 @@ class PostgresStore:
             notifications.close()
 
     def _heard_news(self, payload: str) -> None:
-        """One notification from another daemon (or our own, ignored)."""
+        """One notification from another daemon (our own are skipped)."""
         try:
-            news = json.loads(payload)
-            if news["origin"] == self.origin:
-                return
-            totals = (int(news["version"]), int(news["wins"]), int(news["guesses"]))
-        except (ValueError, KeyError, TypeError):
+            news = _read_news(payload)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
             log.warn("ignored a notification that is not ours: {payload!r}", payload=payload)
             return
-        if totals[0] > self._version:
+        if news.origin == self.origin:
+            return
+        version = news.totals[0]
+        if version > self._version:
             if self._busy is not None:
-                if self._heard is None or totals[0] > self._heard[0]:
-                    self._heard = totals
+                if self._heard is None or version > self._heard[0]:
+                    self._heard = news.totals
             else:
-                self._take_totals(*totals)
+                self._take_totals(*news.totals)
+        if news.round is not None:
+            self._current = news.round
         if self.game is None:
             return
-        for win in news.get("won", ()):
-            entry = win.get("entry")
-            self.game.news(
-                won=Won(win["id"], win["name"], win["number"], win["guesses"]),
-                entry=LeaderboardEntry(*entry) if entry else None,
-            )
-        current = news.get("round")
-        if current is not None:
-            shared = SharedRound(*current)
-            self._current = shared
-            self.game.news(shared=shared)
+        for won, entry in news.wins:
+            self.game.news(won=won, entry=entry)
+        if news.round is not None:
+            self.game.news(shared=news.round)
+
+
+@dataclass
+class _News:
+    """One notification, read."""
+
+    origin: str
+    totals: tuple[int, int, int]
+    wins: list[tuple[Won, LeaderboardEntry | None]]
+    round: SharedRound | None
+
+
+def _read_news(payload: str) -> _News:
+    """Read a notification of `_save`; raises on anything else."""
+    news = json.loads(payload)
+    wins = []
+    for win in news.get("won", ()):
+        values = win.get("entry")
+        entry = None
+        if values is not None:
+            name, wins_, best, last_win = values
+            entry = LeaderboardEntry(str(name), int(wins_), int(best), float(last_win))
+        won = Won(int(win["id"]), str(win["name"]), int(win["number"]), int(win["guesses"]))
+        wins.append((won, entry))
+    current = news.get("round")
+    shared = None
+    if current is not None:
+        number, secret, winner, winning, by_admin = current
+        shared = SharedRound(
+            int(number),
+            int(secret),
+            None if winner is None else str(winner),
+            int(winning),
+            bool(by_admin),
+        )
+    totals = (int(news["version"]), int(news["wins"]), int(news["guesses"]))
+    return _News(str(news["origin"]), totals, wins, shared)
 
 
 def _describe(entries: Sequence[LeaderboardEntry]) -> str:

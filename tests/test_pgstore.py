@@ -464,3 +464,32 @@ def test_stuck_write_gives_up_and_is_written_later(
     assert a.stats()["store"] == "ok"
     rows = query(postgres_server, daemons.uri, "SELECT name, wins FROM leaderboard")
     assert rows == [("Ann", 1)]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "hello",
+        "5",
+        "{}",
+        '{"origin": "x", "version": 1}',
+        '{"origin": "x", "version": 0, "wins": 0, "guesses": 0, "won": [1]}',
+        '{"origin": "x", "version": 0, "wins": 0, "guesses": 0, "round": [1, 2]}',
+    ],
+)
+@pytest_twisted.inlineCallbacks
+def test_foreign_notification_is_ignored(
+    daemons: Daemons, postgres_server: Any, payload: str
+) -> Any:
+    """A notification on our channel that is not ours is logged and skipped; news still flow."""
+    a = daemons.start(seed=1)
+    yield settled(a)
+    b = daemons.start(seed=2)
+    yield listening(a, b)
+    conn = postgres_server.connect(daemons.uri.rsplit("/", 1)[1])
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_notify('guessgame', %s)", (payload,))
+    conn.close()
+    number = a.new_round()
+    yield until(lambda: b.round == number, "B to hear of the new round")
+    assert store_of(b)._notifications is not None
