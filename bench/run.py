@@ -86,7 +86,10 @@ class Row:
     lo: int
     hi: int
     default_wait: bool = False
-    store: str = "sqlite"  # the daemon's --db: "sqlite" (the default file) or "postgres"
+    #: The daemon serves Prometheus metrics (``--metrics``) during the row.
+    metrics: bool = False
+    #: The daemon's --db: "sqlite" (the default file) or "postgres".
+    store: str = "sqlite"
 
     @property
     def range_text(self) -> str:
@@ -96,16 +99,21 @@ class Row:
     @property
     def label(self) -> str:
         """The row's name in the table."""
-        if self.default_wait:
-            return "daemon, default wait"
-        return "daemon, postgres" if self.store == "postgres" else self.server
+        if self.metrics:
+            return "daemon, metrics on"
+        if self.store == "postgres":
+            return "daemon, postgres"
+        return "daemon, default wait" if self.default_wait else self.server
 
 
-def matrix(quick: bool, pairs: Sequence[tuple[int, tuple[int, int]]] = ()) -> list[Row]:
+def matrix(
+    quick: bool, pairs: Sequence[tuple[int, tuple[int, int]]] = (), metrics: bool = False
+) -> list[Row]:
     """The rows to run: each daemon row right after its ceiling row.
 
     The N=1000 wide pair is followed by the daemon on the PostgreSQL store.
-    ``pairs`` (N, (LO, HI)) replace the matrix when given.
+    ``pairs`` (N, (LO, HI)) replace the matrix when given; with ``metrics``
+    each daemon row is followed by the same row with metrics on.
     """
     chosen = list(pairs)
     if not chosen:
@@ -116,6 +124,8 @@ def matrix(quick: bool, pairs: Sequence[tuple[int, tuple[int, int]]] = ()) -> li
     for n, (lo, hi) in chosen:
         rows.append(Row("ceiling", n, lo, hi))
         rows.append(Row("daemon", n, lo, hi))
+        if metrics:
+            rows.append(Row("daemon", n, lo, hi, metrics=True))
         if not pairs and (n, (lo, hi)) == (1000, WIDE):
             rows.append(Row("daemon", n, lo, hi, store="postgres"))
     if not quick and not pairs:
@@ -179,6 +189,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="N:LO-HI",
         help="run this ceiling/daemon pair instead of the matrix (repeatable)",
+    )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="after each daemon row, the same row with --metrics on, and the ratio "
+        "of their CPU per guess",
     )
     ns = parser.parse_args(argv)
     if ns.settle < 0:
@@ -280,10 +296,25 @@ def pair_ratios(results: list[dict[str, Any]]) -> None:
     times, ``cost_ratio`` the server CPU time per guess (ceiling over
     daemon, so that 1.0 means as cheap as the ceiling): the one figure that
     holds when the load generator, not the server, set the pace.  The row
-    with the default greeting wait is not compared.
+    with the default greeting wait is not compared.  A row with metrics on
+    also gets ``metrics_cost_ratio``: its CPU per guess over that of the
+    same row with metrics off (1.03 is 3% dearer).
     """
     ceilings = {(r["players"], r["range"]): r for r in results if r["server"] == "ceiling"}
+    plain = {
+        (r["players"], r["range"]): r
+        for r in results
+        if r["server"] == "daemon"
+        and not r.get("default_wait")
+        and not r.get("metrics")
+        and r.get("store", "sqlite") == "sqlite"
+    }
     for r in results:
+        off = plain.get((r["players"], r["range"]))
+        if r.get("metrics") and off is not None:
+            on_cost, off_cost = r.get("server_us_per_guess"), off.get("server_us_per_guess")
+            if on_cost and off_cost:
+                r["metrics_cost_ratio"] = round(on_cost / off_cost, 3)
         ceiling = ceilings.get((r["players"], r["range"]))
         if r["server"] != "daemon" or r.get("default_wait") or ceiling is None:
             continue
@@ -440,6 +471,8 @@ def server_command(row: Row, fast: list[str], pin: bool, db: str | None = None) 
     if row.default_wait and WAIT_OPTION in options:
         i = options.index(WAIT_OPTION)
         del options[i : i + 2]
+    if row.metrics:
+        options += ["--metrics", "tcp:0:interface=127.0.0.1"]
     return [
         *_pin(0, pin),
         *_twistd(),
@@ -629,6 +662,7 @@ def result_of(
     row_result = {
         "server": row.server,
         "label": row.label,
+        "metrics": row.metrics,
         "store": row.store,
         "players": row.players,
         "range": row.range_text,
@@ -669,7 +703,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if skipped:
         print(f"skipped (this daemon has no such option yet): {' '.join(skipped)}")
     print("pinning: server on CPU 0, load generator on CPU 1" if pin else "pinning: off")
-    rows = matrix(ns.quick, ns.pair)
+    rows = matrix(ns.quick, ns.pair, ns.metrics)
     postgres = Postgres(ns.postgres)
     if any(r.store == "postgres" for r in rows) and not postgres.start():
         rows = [r for r in rows if r.store != "postgres"]
@@ -722,6 +756,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     pair_ratios(results)
     print()
     print(format_table(results))
+    for r in results:
+        if "metrics_cost_ratio" in r:
+            print(
+                f"metrics on, N={r['players']}: CPU per guess x{r['metrics_cost_ratio']:.3f} "
+                "of metrics off"
+            )
     if wins_seconds > 0:
         print()
         print(wins_table.rstrip())

@@ -11,18 +11,19 @@ game with a `task.Clock` and a seeded `random.Random`.
 from __future__ import annotations
 
 import enum
-import heapq
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from guessgame.store import Counters, LeaderboardEntry, MemoryStore, Store
+from guessgame.leaderboard import Leaderboard
+from guessgame.store import NAME_PATTERN, Counters, LeaderboardEntry, MemoryStore, Store
 
 __all__ = [
     "SHUTTING_DOWN",
@@ -32,13 +33,16 @@ __all__ = [
     "GuessOutcome",
     "GuessResult",
     "Joined",
+    "Kicked",
     "Left",
     "NameResult",
+    "NewRound",
     "Player",
     "PlayerLink",
     "Renamed",
     "RoundKeeper",
     "RoundStarted",
+    "Said",
     "SharedRound",
     "Win",
     "Won",
@@ -48,8 +52,6 @@ __all__ = [
 
 log = Logger()
 
-#: A player name: what ``name NICK`` accepts.
-NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,16}")
 #: Names of this form are the defaults (``player7``) and cannot be chosen.
 DEFAULT_NAME_PATTERN = re.compile(r"player[0-9]+", re.IGNORECASE)
 
@@ -123,12 +125,17 @@ class Left:
 
 @dataclass(frozen=True, slots=True)
 class Won:
-    """A player guessed its secret ``number`` in ``guesses`` guesses."""
+    """A player guessed its secret ``number`` in ``guesses`` guesses.
+
+    ``saved`` is the win's `Win.saved`: it fires once the store has the
+    win (observers may time it; they must pass its result on).
+    """
 
     id: int
     name: str
     number: int
     guesses: int
+    saved: defer.Deferred[None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +156,35 @@ class Renamed:
     new: str
 
 
-Event = Joined | Left | Won | RoundStarted | Renamed
+# What the administrator did, for observers that keep a record (the
+# event log); the admin port's EVENT lines leave them out.
+
+
+@dataclass(frozen=True, slots=True)
+class Kicked:
+    """The administrator removed a player (its `Left` follows)."""
+
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Said:
+    """The administrator sent ``text`` to every player."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewRound:
+    """The administrator started round ``round`` (its `RoundStarted` came first)."""
+
+    round: int
+    lo: int
+    hi: int
+
+
+Event = Joined | Left | Won | RoundStarted | Renamed | Kicked | Said | NewRound
 
 
 class GameObserver(Protocol):
@@ -240,11 +275,6 @@ class Player:
     guesses: int = 0
 
 
-def _rank(entry: LeaderboardEntry) -> tuple[int, int, str, str]:
-    """Leaderboard order: most wins, then best, then name."""
-    return (-entry.wins, entry.best, entry.name.lower(), entry.name)
-
-
 class Game(Service):
     """The one game every connection plays; see the module docstring."""
 
@@ -276,7 +306,7 @@ class Game(Service):
         self._names: dict[str, Player] = {}
         self._observers: list[GameObserver] = []
         self._counters = Counters()
-        self._leaderboard: dict[str, LeaderboardEntry] = {}
+        self._leaderboard = Leaderboard()
         self._secret = 0
         self._started_at = clock.seconds()
         self._stopping = False
@@ -291,7 +321,7 @@ class Game(Service):
         self._started_at = self.clock.seconds()
         snapshot = self.store.load()
         self._counters = snapshot.counters
-        self._leaderboard = {e.name.lower(): e for e in snapshot.leaderboard}
+        self._leaderboard = Leaderboard(snapshot.leaderboard)
         self._stopping = False
         current = self.keeper.attach(self) if self.keeper is not None else None
         if current is None:
@@ -313,8 +343,17 @@ class Game(Service):
         done: defer.Deferred[None] = defer.Deferred()
 
         def finish(_: object) -> None:
-            d = self.store.close()
+            d = defer.maybeDeferred(self.store.close)
+            d.addErrback(closing_failed)
             d.addBoth(lambda _: done.callback(None) if not done.called else None)
+
+        def closing_failed(failure: Failure) -> None:
+            # What the store could not write is lost: say so where the
+            # operator looks, in one line.
+            log.error(
+                "the database did not close cleanly: {error}",
+                error=failure.getErrorMessage(),
+            )
 
         defer.DeferredList(closing, consumeErrors=True).addBoth(finish)
         return done
@@ -394,6 +433,7 @@ class Game(Service):
         if player is None:
             return False
         player.link.notice("*** You have been removed by the administrator. Goodbye!")
+        self._emit(Kicked(player.id, player.name))
         self.leave(player, "kicked")
         player.link.close()
         return True
@@ -401,6 +441,7 @@ class Game(Service):
     def say(self, text: str) -> int:
         """Send the administrator's message to every player; return how many got it."""
         notice = f"*** Message from the administrator: {text}"
+        self._emit(Said(text))
         reached = 0
         for player in list(self.players.values()):
             player.link.notice(notice)
@@ -428,6 +469,7 @@ class Game(Service):
     def new_round(self) -> int:
         """The administrator's ``newround``: fresh secrets for every player."""
         number = self._new_round(by_admin=True)
+        self._emit(NewRound(number, self.lo, self.hi))
         self._announce_new_round()
         return number
 
@@ -464,23 +506,27 @@ class Game(Service):
     def _win(self, player: Player, number: int) -> Win:
         guesses = player.guesses
         self._counters.wins += 1
-        now = self.clock.seconds()
-        key = player.name.lower()
-        entry = self._leaderboard.get(key)
-        if entry is None:
-            entry = LeaderboardEntry(player.name, 1, guesses, now)
-        else:
-            entry = LeaderboardEntry(player.name, entry.wins + 1, min(entry.best, guesses), now)
-        self._leaderboard[key] = entry
+        entry: LeaderboardEntry | None = None
+        # Only chosen names enter the leaderboard: default names come and go
+        # with every connection and would grow it without bound.
+        if DEFAULT_NAME_PATTERN.fullmatch(player.name) is None:
+            now = self.clock.seconds()
+            entry = self._leaderboard.get(player.name)
+            if entry is None:
+                entry = LeaderboardEntry(player.name, 1, guesses, now)
+            else:
+                entry = LeaderboardEntry(player.name, entry.wins + 1, min(entry.best, guesses), now)
+            self._leaderboard.record(entry)
         saved = self.store.record_win(entry)
         log.info(
-            "player {id} ({name}) won with {number} in {guesses} guesses",
+            "player {id} ({name}) won with {number} in {counted}",
             id=player.id,
             name=player.name,
             number=number,
             guesses=guesses,
+            counted=plural(guesses, "guess"),
         )
-        won = Won(player.id, player.name, number, guesses)
+        won = Won(player.id, player.name, number, guesses, saved)
         if self.keeper is not None:
             self.keeper.won(won)
         self._emit(won)
@@ -523,7 +569,7 @@ class Game(Service):
         if won is not None:
             self._emit(won)
         if entry is not None:
-            self._leaderboard[entry.name.lower()] = entry
+            self._leaderboard.record(entry)
         if shared is None or shared.number < self._counters.rounds:
             return
         newer = shared.number > self._counters.rounds
@@ -539,13 +585,14 @@ class Game(Service):
     # What the administrator and the ``top`` command read.
 
     def leaderboard(self, limit: int | None = None) -> list[LeaderboardEntry]:
-        """The leaderboard: most wins first, then best, then name."""
-        entries = self._leaderboard.values()
+        """The leaderboard's first ``limit`` entries (all without one).
+
+        Most wins first, then best, then name; the first K cost the same
+        however large the board is.
+        """
         if limit is None:
-            return sorted(entries, key=_rank)
-        # The board keeps every name that ever won: take the top without
-        # sorting all of it.
-        return heapq.nsmallest(limit, entries, key=_rank)
+            return list(self._leaderboard)
+        return self._leaderboard.top(limit)
 
     def stats(self) -> dict[str, int | str]:
         """Counters for the administrator's ``stats``, in their wire order."""
@@ -558,4 +605,5 @@ class Game(Service):
             "mode": self.mode,
             "range": self.range_text,
             "store": "failing" if self.store.failing else "ok",
+            "unsaved": self.store.unsaved,
         }

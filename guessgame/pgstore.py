@@ -412,7 +412,10 @@ class _Batch:
     entries: list[LeaderboardEntry] = field(default_factory=list)
     won: list[Won] = field(default_factory=list)
     round: SharedRound | None = None
-    #: How many of ``entries`` a failed write already logged.
+    #: How many wins it saves (some have no leaderboard entry).
+    recorded: int = 0
+    #: How many of its wins, and of ``entries``, a failed write already logged.
+    logged_wins: int = 0
     logged: int = 0
 
 
@@ -474,6 +477,7 @@ class PostgresStore:
         self._heard: tuple[int, int, int] | None = None
         # What the next transaction carries, and who waits for it.
         self._batch = _Batch()
+        self._pending_wins = 0
         self._waiting: list[defer.Deferred[None]] = []
         self._busy: defer.Deferred[None] | None = None
         self._scheduled: Any = None
@@ -489,6 +493,11 @@ class PostgresStore:
     def failing(self) -> bool:
         """Whether the last write failed or the notifications are cut off."""
         return self._write_failing or not self._listen_ok
+
+    @property
+    def unsaved(self) -> int:
+        """How many wins are not committed yet (``stats`` shows ``unsaved=N``)."""
+        return self._pending_wins
 
     def load(self) -> Snapshot:
         """Return what `open_store` loaded, and start writing and listening."""
@@ -533,9 +542,16 @@ class PostgresStore:
         if self._next_block is None and counters.last_id >= self._block_end - self._block_size // 2:
             self._fetch_block()
 
-    def record_win(self, entry: LeaderboardEntry) -> defer.Deferred[None]:
-        """Commit ``entry`` (one more win for its name); fire once committed, never fail."""
-        self._batch.entries.append(entry)
+    def record_win(self, entry: LeaderboardEntry | None) -> defer.Deferred[None]:
+        """Commit a win: one more for ``entry``'s name (None: a default name, counters only).
+
+        Fires once committed, or once the write failed (the win is then
+        kept to write again); never fails.
+        """
+        if entry is not None:
+            self._batch.entries.append(entry)
+        self._batch.recorded += 1
+        self._pending_wins += 1
         return self._ask()
 
     def flush(self) -> defer.Deferred[None]:
@@ -631,6 +647,7 @@ class PostgresStore:
         if self._write_failing:
             log.info("PostgreSQL database {where} is written again", where=self.where)
         self._write_failing = False
+        self._pending_wins -= batch.recorded
         if result.version > self._version:
             self._take_totals(
                 result.version,
@@ -656,12 +673,14 @@ class PostgresStore:
         pending.entries[:0] = batch.entries
         pending.won[:0] = batch.won
         pending.logged = len(batch.entries)
+        pending.logged_wins = batch.recorded
+        pending.recorded += batch.recorded
         if pending.round is None:
             pending.round = batch.round
         self._apply_heard()
         was_failing, self._write_failing = self._write_failing, True
         # Each win is logged once; the rest once an outage.
-        if len(batch.entries) > batch.logged or not was_failing:
+        if batch.recorded > batch.logged_wins or not was_failing:
             log.error(
                 "cannot write to PostgreSQL database {where}: {error}; kept to write again: "
                 "{wins} new wins, {guesses} new guesses; leaderboard {entries}",

@@ -21,31 +21,35 @@ reactor thread never waits on the disk:
   after a crash starts after every id handed out; a new round number is
   written at once.
 
-A write that fails never stops the game: it is logged with the record that
-was not written, `SQLiteStore.failing` is true until a write succeeds, and
-the records are written again at the next flush.
+A write that fails never stops the game: `SQLiteStore.failing` is true
+until a write succeeds, what is not written stays in memory, and a retry
+with a growing delay writes it.  An outage is logged once as it starts and
+once as it ends; a stop during one logs every win it could not write.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from twisted.enterprise import adbapi
 from twisted.internet import defer, task
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from guessgame.store import Counters, LeaderboardEntry, Snapshot
+from guessgame.store import NAME_PATTERN, Counters, LeaderboardEntry, Snapshot
 
 __all__ = [
     "APPLICATION_ID",
     "FLUSH_INTERVAL",
     "ID_BLOCK",
     "MIGRATIONS",
+    "RETRY_FIRST",
+    "RETRY_MAX",
     "SCHEMA_VERSION",
     "SQLiteStore",
     "StoreError",
@@ -59,6 +63,11 @@ APPLICATION_ID = 0x47674462
 
 #: How often the counters are written, in seconds.
 FLUSH_INTERVAL = 2.0
+
+#: The first retry after a failed write, in seconds; each next one waits
+#: twice as long, up to `RETRY_MAX`.
+RETRY_FIRST = 1.0
+RETRY_MAX = 60
 
 #: How many player ids are reserved at a time.  The next block is asked for
 #: when half of this one is used, so ids stay safe unless thousands of
@@ -146,7 +155,7 @@ def open_store(
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number + 1}")
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        snapshot, id_mark = _load(conn)
+        snapshot, id_mark = _load(conn, where)
         # A crash may have handed out any id up to the saved mark: start
         # after it, and reserve the first block before any id is used.
         counters = snapshot.counters
@@ -193,17 +202,60 @@ def _check(conn: sqlite3.Connection, where: str, known: int) -> None:
         )
 
 
-def _load(conn: sqlite3.Connection) -> tuple[Snapshot, int]:
-    rounds, wins, guesses, last_id, id_mark = conn.execute(
-        "SELECT rounds, wins, guesses, last_id, id_mark FROM counters WHERE only_row = 1"
-    ).fetchone()
+def _load(conn: sqlite3.Connection, where: str) -> tuple[Snapshot, int]:
+    """Read the counters and the leaderboard, refusing any value the schema does not allow.
+
+    SQLite keeps whatever value it is given in any column, so a file
+    changed by hand or by another program can hold text where a count
+    belongs: that is refused here, by name, rather than failing later in
+    the middle of a game.
+    """
+    rows = conn.execute(
+        "SELECT only_row, rounds, wins, guesses, last_id, id_mark FROM counters"
+    ).fetchall()
+    if not rows or (len(rows) == 1 and rows[0][0] != 1):
+        raise _damaged(where, "the counters row is missing")
+    if len(rows) > 1:
+        raise _damaged(where, f"the counters table holds {len(rows)} rows, not 1")
+    values = rows[0][1:]
+    for column, value in zip(_COUNTER_COLUMNS, values, strict=True):
+        if not _is_count(value, 0):
+            raise _damaged(where, f"counters: {column} is {value!r}, not a whole number >= 0")
+    rounds, wins, guesses, last_id, id_mark = values
     entries = [
-        LeaderboardEntry(name, wins_, best, last_win)
-        for name, wins_, best, last_win in conn.execute(
-            "SELECT name, wins, best, last_win FROM leaderboard"
-        )
+        _entry(where, row)
+        for row in conn.execute("SELECT name_key, name, wins, best, last_win FROM leaderboard")
     ]
     return Snapshot(Counters(rounds, wins, guesses, last_id), entries), id_mark
+
+
+_COUNTER_COLUMNS = ("rounds", "wins", "guesses", "last_id", "id_mark")
+
+
+def _is_count(value: object, least: int) -> TypeGuard[int]:
+    # SQLite gives back int, float, str, bytes or None: an int is a whole number.
+    return isinstance(value, int) and value >= least
+
+
+def _entry(where: str, row: tuple[object, ...]) -> LeaderboardEntry:
+    """One leaderboard row as an entry, or `StoreError` saying what is wrong with it."""
+    key, name, wins, best, last_win = row
+    what = f"leaderboard entry {key!r}"
+    if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
+        raise _damaged(where, f"{what}: name {name!r} is not 1-16 letters, digits, _ or -")
+    if key != name.lower():
+        raise _damaged(where, f"{what}: name_key is not the name {name!r} in lower case")
+    if not _is_count(wins, 1):
+        raise _damaged(where, f"{what}: wins is {wins!r}, not a whole number >= 1")
+    if not _is_count(best, 1):
+        raise _damaged(where, f"{what}: best is {best!r}, not a whole number >= 1")
+    if not isinstance(last_win, (int, float)) or not math.isfinite(last_win):
+        raise _damaged(where, f"{what}: last_win is {last_win!r}, not a time")
+    return LeaderboardEntry(name, wins, best, float(last_win))
+
+
+def _damaged(where: str, what: str) -> StoreError:
+    return StoreError(f"damaged guessgame database: {where} ({what})")
 
 
 def _counter_values(counters: Counters) -> tuple[int, int, int, int]:
@@ -227,6 +279,12 @@ class SQLiteStore:
     One transaction at a time: what is asked for while one runs (wins, a
     flush) goes into the next, so a burst of wins costs one commit, not
     one each.
+
+    While writes fail, the game goes on: every win not yet written stays
+    in memory (`unsaved` counts them), each win is answered at once, and
+    one retry at a time carries all of it, `RETRY_FIRST` seconds after the
+    failure and then twice as long each time, up to `RETRY_MAX`.  An
+    outage is logged once as it starts and once as it ends.
     """
 
     def __init__(
@@ -254,15 +312,28 @@ class SQLiteStore:
         self._id_mark = id_mark
         self._id_mark_saved = id_mark
         self._warned_ids = False
-        # The counters of the last commit, and of the last transaction started.
+        # The counters of the last commit.
         self._saved: _Row = (*_counter_values(self._counters), id_mark)
-        self._queued: _Row = self._saved
-        # Wins whose write failed, by name key: written again with the next write.
-        self._unsaved: dict[str, LeaderboardEntry] = {}
-        # What the next transaction carries: a win, or None for "the counters".
-        self._waiting: list[tuple[LeaderboardEntry | None, defer.Deferred[None]]] = []
+        # Entries not written yet, by name key (the newest of each name),
+        # and how many wins are not written yet: both include what the
+        # transaction running now carries, until it commits.
+        self._pending: dict[str, LeaderboardEntry] = {}
+        self._pending_wins = 0
+        # Who waits for the next transaction to end, and whether it must
+        # run even while writes fail (a retry, the last write at close).
+        self._waiting: list[defer.Deferred[None]] = []
+        self._forced = False
         # The transaction running now.
         self._busy: defer.Deferred[None] | None = None
+        # While failing: the next retry, its delay, and when the outage began.
+        self._retry: IDelayedCall | None = None
+        self._retry_delay = RETRY_FIRST
+        self._failing_since = 0.0
+
+    @property
+    def unsaved(self) -> int:
+        """How many wins are not written yet (``stats`` shows ``unsaved=N``)."""
+        return self._pending_wins
 
     # The Store interface.
 
@@ -301,33 +372,45 @@ class SQLiteStore:
         if counters.last_id > self._id_mark - ID_BLOCK // 2:
             self._id_mark = counters.last_id + ID_BLOCK
             self.flush()
-        elif counters.rounds > self._queued[0]:
+        elif counters.rounds > self._saved[0]:
             self.flush()
 
-    def record_win(self, entry: LeaderboardEntry) -> defer.Deferred[None]:
-        """Commit ``entry`` and the counters; fire once committed, never fail."""
+    def record_win(self, entry: LeaderboardEntry | None) -> defer.Deferred[None]:
+        """Commit ``entry`` (if any) and the counters; fire once committed, never fail.
+
+        While writes fail, the win is kept in memory for the next retry
+        and the Deferred fires at once.
+        """
         if self._pool is None:
             self.failing = True
             log.error(
                 "database {path} is closed: win not written: {entry}",
                 path=self.path,
-                entry=_describe((entry,)),
+                entry=_describe((entry,) if entry is not None else ()),
             )
             return defer.succeed(None)
-        return self._ask(entry)
+        if entry is not None:
+            self._pending[entry.name.lower()] = entry
+        self._pending_wins += 1
+        return self._ask()
 
     def flush(self) -> defer.Deferred[None]:
         """Write the counters (and any win not yet written) if they changed.
 
-        Fires once that write is done; never fails.
+        Fires once that write is done (at once while writes fail: the
+        retry does it); never fails.
         """
         if self._pool is None:
             return defer.succeed(None)
-        return self._ask(None)
+        return self._ask()
 
     @defer.inlineCallbacks
     def close(self) -> Any:
-        """Write what is pending, give back the unused ids, close the file."""
+        """Write what is pending, give back the unused ids, close the file.
+
+        One last try even while failing; what even that cannot write is
+        logged, every entry, so that it is not lost without a trace.
+        """
         if self._pool is None:
             return
         if self._loop is not None and self._loop.running:
@@ -335,7 +418,25 @@ class SQLiteStore:
         # The game has stopped: every id handed out is in last_id, and the
         # next start may continue right after it.
         self._id_mark = self._counters.last_id
-        yield self.flush()
+        while self._busy is not None:
+            yield self._busy
+        self._cancel_retry()
+        yield self._ask(force=True)
+        self._cancel_retry()
+        if self.failing:
+            row = self._row()
+            log.error(
+                "database {path} closed with {count} writes not saved: "
+                "counters rounds={rounds} wins={wins} guesses={guesses} last_id={last_id}; "
+                "leaderboard {entries}",
+                path=self.path,
+                count=self._pending_wins,
+                rounds=row[0],
+                wins=row[1],
+                guesses=row[2],
+                last_id=row[3],
+                entries=_describe(tuple(self._pending.values())),
+            )
         pool, self._pool = self._pool, None
         pool.close()
 
@@ -344,9 +445,13 @@ class SQLiteStore:
     def _row(self) -> _Row:
         return (*_counter_values(self._counters), self._id_mark)
 
-    def _ask(self, entry: LeaderboardEntry | None) -> defer.Deferred[None]:
+    def _ask(self, *, force: bool = False) -> defer.Deferred[None]:
+        if self.failing and not force:
+            # The retry carries it; the game does not wait for an outage.
+            return defer.succeed(None)
         d: defer.Deferred[None] = defer.Deferred()
-        self._waiting.append((entry, d))
+        self._waiting.append(d)
+        self._forced |= force
         self._next()
         return d
 
@@ -355,25 +460,24 @@ class SQLiteStore:
         if self._busy is not None or self._pool is None or not self._waiting:
             return
         waiting, self._waiting = self._waiting, []
-        batch = dict(self._unsaved)
-        wins = 0
-        for entry, _ in waiting:
-            if entry is not None:
-                wins += 1
-                batch[entry.name.lower()] = entry
-        row = self._row()
-        if not batch and row == self._saved:
-            for _, d in waiting:
+        forced, self._forced = self._forced, False
+        if self.failing and not forced:
+            # Asked before the failure: the retry carries it now.
+            for d in waiting:
                 d.callback(None)
             return
-        entries = tuple(batch.values())
-        self._queued = row
+        entries = tuple(self._pending.values())
+        wins = self._pending_wins
+        row = self._row()
+        if not entries and not wins and row == self._saved:
+            for d in waiting:
+                d.callback(None)
+            return
         busy = self._busy = self._pool.runInteraction(_save, self.path, self._inode, row, entries)
         busy.addCallbacks(
             self._written,
             self._write_failed,
-            callbackArgs=(row, entries),
-            errbackArgs=(row, entries, wins),
+            callbackArgs=(row, entries, wins),
         )
 
         def done(result: Failure | None) -> None:
@@ -381,53 +485,65 @@ class SQLiteStore:
             if isinstance(result, Failure):
                 log.failure("store bookkeeping failed", result)
             self._busy = None
-            for _, d in waiting:
+            for d in waiting:
                 d.callback(None)
             self._next()
 
         busy.addBoth(done)
 
-    def _written(self, _: None, row: _Row, entries: tuple[LeaderboardEntry, ...]) -> None:
-        if self.failing:
-            log.info("database {path} is written again", path=self.path)
-        self.failing = False
+    def _written(
+        self, _: None, row: _Row, entries: tuple[LeaderboardEntry, ...], wins: int
+    ) -> None:
         self._saved = row
         self._id_mark_saved = max(self._id_mark_saved, row[4])
         if self._counters.last_id <= self._id_mark_saved:
             self._warned_ids = False
         for entry in entries:
+            # A later win of the same name, asked for meanwhile, stays pending.
             key = entry.name.lower()
-            old = self._unsaved.get(key)
-            if old is not None and old.wins <= entry.wins:
-                del self._unsaved[key]
+            if self._pending.get(key) is entry:
+                del self._pending[key]
+        self._pending_wins -= wins
+        if self.failing:
+            self.failing = False
+            self._cancel_retry()
+            self._retry_delay = RETRY_FIRST
+            log.info(
+                "database {path} is written again: {count} writes had waited "
+                "({seconds:.0f} s of failing writes)",
+                path=self.path,
+                count=wins,
+                seconds=self.clock.seconds() - self._failing_since,
+            )
+            if self._pending or self._pending_wins:
+                # Wins that came during the retry: the next transaction.
+                self.flush()
 
-    def _write_failed(
-        self, failure: Failure, row: _Row, entries: tuple[LeaderboardEntry, ...], wins: int
-    ) -> None:
-        was_failing, self.failing = self.failing, True
-        for entry in entries:
-            key = entry.name.lower()
-            old = self._unsaved.get(key)
-            if old is None or old.wins <= entry.wins:
-                self._unsaved[key] = entry
-        # Every lost win is logged; the counters (and the wins already
-        # logged) are tried again at every flush, and logged once an outage.
-        if not wins and was_failing:
-            return
-        log.error(
-            "cannot write {what} to database {path}: {error}; not written: "
-            "counters rounds={rounds} wins={wins} guesses={guesses} last_id={last_id} "
-            "id_mark={id_mark}; leaderboard {entries}",
-            what="win" if wins else "counters",
-            path=self.path,
-            error=failure.getErrorMessage(),
-            rounds=row[0],
-            wins=row[1],
-            guesses=row[2],
-            last_id=row[3],
-            id_mark=row[4],
-            entries=_describe(entries),
-        )
+    def _write_failed(self, failure: Failure) -> None:
+        # Everything the transaction carried is still pending: the retry
+        # writes it.  Logged once an outage, however long it lasts.
+        if not self.failing:
+            self.failing = True
+            self._failing_since = self.clock.seconds()
+            log.error(
+                "cannot write to database {path}: {error}; "
+                "keeping what is not written in memory and retrying",
+                path=self.path,
+                error=failure.getErrorMessage(),
+            )
+        else:
+            self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
+        if self._pool is not None and self._retry is None:
+            self._retry = self.clock.callLater(self._retry_delay, self._retry_now)
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        self._ask(force=True)
+
+    def _cancel_retry(self) -> None:
+        retry, self._retry = self._retry, None
+        if retry is not None and retry.active():
+            retry.cancel()
 
 
 def _describe(entries: tuple[LeaderboardEntry, ...]) -> str:

@@ -7,12 +7,16 @@ throwaway games; a durable store implements the same interface.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from twisted.internet import defer
 
-__all__ = ["Counters", "LeaderboardEntry", "MemoryStore", "Snapshot", "Store"]
+__all__ = ["NAME_PATTERN", "Counters", "LeaderboardEntry", "MemoryStore", "Snapshot", "Store"]
+
+#: A player name, what ``name NICK`` accepts and what a leaderboard entry holds.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,16}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,14 @@ class Store(Protocol):
     def failing(self) -> bool:
         """Whether the last write failed (``stats`` shows ``store=failing``)."""
 
+    @property
+    def unsaved(self) -> int:
+        """How many wins are not written yet (``stats`` shows ``unsaved=N``).
+
+        Zero but for a moment while writes succeed; while they fail, the
+        wins the store keeps in memory until it can write them.
+        """
+
     def load(self) -> Snapshot:
         """Return the saved state; the game keeps and updates its counters."""
 
@@ -64,8 +76,12 @@ class Store(Protocol):
         starts after them: ids and round numbers are never reused.
         """
 
-    def record_win(self, entry: LeaderboardEntry) -> defer.Deferred[None]:
-        """Save ``entry`` and the counters; fire once durable, never fail."""
+    def record_win(self, entry: LeaderboardEntry | None) -> defer.Deferred[None]:
+        """Save a win: ``entry`` and the counters; fire once durable, never fail.
+
+        ``entry`` is None for a win under a default name, which is not on
+        the leaderboard: only the counters change.
+        """
 
     def close(self) -> defer.Deferred[None]:
         """Write what is pending and let go of resources."""
@@ -75,6 +91,7 @@ class MemoryStore:
     """A `Store` that keeps everything in memory and nothing across runs."""
 
     failing = False
+    unsaved = 0
 
     def __init__(self) -> None:
         self._counters = Counters()
@@ -87,9 +104,10 @@ class MemoryStore:
     def sequences_advanced(self) -> None:
         """Nothing outlives the process, so nothing to reserve."""
 
-    def record_win(self, entry: LeaderboardEntry) -> defer.Deferred[None]:
+    def record_win(self, entry: LeaderboardEntry | None) -> defer.Deferred[None]:
         """Remember ``entry``; already durable as far as memory goes."""
-        self._board[entry.name.lower()] = entry
+        if entry is not None:
+            self._board[entry.name.lower()] = entry
         return defer.succeed(None)
 
     def close(self) -> defer.Deferred[None]:

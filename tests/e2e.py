@@ -93,6 +93,7 @@ class Daemon:
         self._own_cwd = cwd is None
         self.cwd = Path(cwd) if cwd is not None else Path(tempfile.mkdtemp(prefix="guessgame-"))
         self.log: list[str] = []
+        self._log_grew = threading.Condition()
         self.clients: list[Line] = []
         self.ports: dict[str, int] = {}
         self.proc = subprocess.Popen(
@@ -120,9 +121,22 @@ class Daemon:
         assert self.proc.stdout is not None
         for raw in self.proc.stdout:
             text = raw.decode("utf-8", "replace")
-            self.log.append(text)
+            with self._log_grew:
+                self.log.append(text)
+                self._log_grew.notify_all()
             lines.put(text)
         lines.put(None)
+
+    def wait_for_log(self, text: str) -> str:
+        """The first log line that contains ``text``, waiting for it (bounded)."""
+
+        def found() -> str | None:
+            return next((line for line in self.log if text in line), None)
+
+        with self._log_grew:
+            if not self._log_grew.wait_for(lambda: found() is not None, WAIT):
+                raise AssertionError(f"no {text!r} in the log:\n" + "".join(self.log))
+        return found() or ""
 
     def connect(self, role: str) -> Line:
         """A connection to the ``player`` or ``admin`` port, closed with the daemon."""

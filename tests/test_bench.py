@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.internet.task import Clock
 
-from bench import loadgen, run, wins
+from bench import flood, loadgen, run, wins
 from bench.ceiling import CeilingFactory
+from bench.top import Timed, seed_database
 from guessgame.player import PlayerFactory
+from guessgame.sqlstore import open_store
 from tests.common import connect, make_game
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -350,6 +353,34 @@ def test_matrix() -> None:
     ]
 
 
+def test_metrics_rows() -> None:
+    """--metrics follows each daemon row with the same row serving metrics."""
+    assert run.parse_args(["--quick", "--metrics"]).metrics
+    rows = run.matrix(quick=True, metrics=True)
+    assert [(r.server, r.metrics, r.label) for r in rows] == [
+        ("ceiling", False, "ceiling"),
+        ("daemon", False, "daemon"),
+        ("daemon", True, "daemon, metrics on"),
+        ("daemon", False, "daemon, postgres"),
+    ]
+    command = run.server_command(rows[2], [], pin=False)
+    assert command[-2:] == ["--metrics", "tcp:0:interface=127.0.0.1"]
+    assert "--metrics" not in run.server_command(rows[1], [], pin=False)
+
+
+def test_metrics_cost_ratio() -> None:
+    """The metrics row's CPU per guess is compared with the same row's, metrics off."""
+    common = {"players": 1000, "range": "1-30", "guesses_per_s": 1.0, "reply_p99_ms": 1.0}
+    results: list[dict[str, Any]] = [
+        {**common, "server": "ceiling", "server_us_per_guess": 10.0},
+        {**common, "server": "daemon", "server_us_per_guess": 20.0, "metrics": False},
+        {**common, "server": "daemon", "server_us_per_guess": 20.5, "metrics": True},
+    ]
+    run.pair_ratios(results)
+    assert results[2]["metrics_cost_ratio"] == 1.025
+    assert "metrics_cost_ratio" not in results[1]
+
+
 def test_pair_option() -> None:
     """--pair N:LO-HI picks the pairs to run; a malformed one is a usage error."""
     ns = run.parse_args(["--pair", "1000:1-30", "--pair", "10:5-9"])
@@ -600,3 +631,44 @@ def test_loadgen_against_the_ceiling() -> None:
     assert measured["errors"] == 0, measured
     assert measured["guesses"] > 0
     assert measured["prompt_ms"]["count"] == 5
+
+
+# The top benchmark's parts.
+
+
+def test_top_bench_seeds_a_database_the_daemon_accepts(tmp_path: Path) -> None:
+    """The seeded leaderboard passes the start-up checks and holds every name."""
+    db = tmp_path / "board.sqlite3"
+    seed_database(db, 500)
+    # What the daemon's start loads, without starting the writer.
+    snapshot = open_store(str(db), Clock())._snapshot
+    assert len(snapshot.leaderboard) == 500
+    assert snapshot.counters.wins == sum(e.wins for e in snapshot.leaderboard)
+
+
+def test_top_bench_row_reports_what_the_player_saw() -> None:
+    """Replies out of sent, median, p99 and max in ms, top answers, CPU."""
+    timed = Timed(sent=4, replies=[0.001, 0.003, 0.002], tops=7, cpu=12.5)
+    assert timed.row() == ["3/4", "2.0", "3.0", "3.0", "7", "12.5"]
+    assert Timed(sent=1, replies=[], tops=0, cpu=None).row()[:2] == ["0/1", "-"]
+    assert Timed(sent=None, replies=[], tops=3, cpu=99.0).row() == [
+        "no greeting",
+        "-",
+        "-",
+        "-",
+        "3",
+        "99.0",
+    ]
+
+
+@pytest.mark.parametrize("kind", ["noline", "lines", "options"])
+def test_flood_payload_is_telnet_commands_only(kind: str) -> None:
+    """The flood is telnet commands and line ends only; its lines stay within max-line."""
+    payload = flood.flood_payload(kind)
+    assert 60_000 < len(payload) <= 65536
+    commands = payload.replace(b"\xff\xf1", b"").replace(b"\xff\xfd\x01", b"")
+    assert commands.replace(b"\n", b"") == b""
+    if kind == "noline":
+        assert b"\n" not in payload
+    else:
+        assert max(len(line) for line in payload.split(b"\n")) <= 512

@@ -283,6 +283,7 @@ def test_store_snapshot_is_loaded_at_start() -> None:
 
     class Preloaded:
         failing = False
+        unsaved = 0
 
         def __init__(self) -> None:
             from guessgame.store import Counters, Snapshot

@@ -17,6 +17,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python import usage
 
 from guessgame import sqlstore
+from guessgame.admin import AdminFactory
 from guessgame.player import PlayerFactory
 from guessgame.sqlstore import (
     APPLICATION_ID,
@@ -75,6 +76,34 @@ def errors() -> Iterator[list[dict[str, Any]]]:
     globalLogPublisher.addObserver(observer)
     yield seen
     globalLogPublisher.removeObserver(observer)
+
+
+@pytest.fixture
+def store_log() -> Iterator[list[dict[str, Any]]]:
+    """The events the SQLite store logged during the test, every level."""
+    seen: list[dict[str, Any]] = []
+
+    def observer(event: dict[str, Any]) -> None:
+        if event.get("log_namespace") == sqlstore.log.namespace:
+            seen.append(event)
+
+    globalLogPublisher.addObserver(observer)
+    yield seen
+    globalLogPublisher.removeObserver(observer)
+
+
+@pytest.fixture
+def attempts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One item for each write transaction the store runs (the real one still runs)."""
+    seen: list[int] = []
+    save = sqlstore._save
+
+    def counted(*args: Any) -> None:
+        seen.append(1)
+        save(*args)
+
+    monkeypatch.setattr(sqlstore, "_save", counted)
+    return seen
 
 
 @defer.inlineCallbacks
@@ -177,6 +206,78 @@ def test_newer_version(db: Path) -> None:
     )
 
 
+def damage(path: Path, statements: str) -> bytes:
+    """A guessgame database at ``path`` changed by ``statements``; its bytes after."""
+    open_store(str(path), Clock())
+    conn = sqlite3.connect(path)
+    conn.executescript(statements)
+    conn.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("statements", "what"),
+    [
+        ("DELETE FROM counters", "the counters row is missing"),
+        (
+            "PRAGMA ignore_check_constraints = ON; INSERT INTO counters VALUES (2, 0, 0, 0, 0, 0)",
+            "the counters table holds 2 rows, not 1",
+        ),
+        ("UPDATE counters SET wins = 'many'", "counters: wins is 'many', not a whole number >= 0"),
+        ("UPDATE counters SET guesses = -3", "counters: guesses is -3, not a whole number >= 0"),
+        ("UPDATE counters SET rounds = 2.5", "counters: rounds is 2.5, not a whole number >= 0"),
+        (
+            "UPDATE counters SET last_id = x'00'",
+            "counters: last_id is b'\\x00', not a whole number >= 0",
+        ),
+        ("UPDATE counters SET id_mark = -1", "counters: id_mark is -1, not a whole number >= 0"),
+        (
+            "INSERT INTO leaderboard VALUES ('ann', 'Ann', 'three', 2, 100.0)",
+            "leaderboard entry 'ann': wins is 'three', not a whole number >= 1",
+        ),
+        (
+            "INSERT INTO leaderboard VALUES ('ann', 'Ann', 0, 2, 100.0)",
+            "leaderboard entry 'ann': wins is 0, not a whole number >= 1",
+        ),
+        (
+            "INSERT INTO leaderboard VALUES ('ann', 'Ann', 1, 1.5, 100.0)",
+            "leaderboard entry 'ann': best is 1.5, not a whole number >= 1",
+        ),
+        (
+            "INSERT INTO leaderboard VALUES ('ann', 'Ann', 1, 2, 'noon')",
+            "leaderboard entry 'ann': last_win is 'noon', not a time",
+        ),
+        (
+            "INSERT INTO leaderboard VALUES ('ann', 'Ann', 1, 2, 9e999)",
+            "leaderboard entry 'ann': last_win is inf, not a time",
+        ),
+        (
+            "INSERT INTO leaderboard VALUES ('bob', 'Ann', 1, 2, 100.0)",
+            "leaderboard entry 'bob': name_key is not the name 'Ann' in lower case",
+        ),
+        (
+            "INSERT INTO leaderboard VALUES ('a b', 'a b', 1, 2, 100.0)",
+            "leaderboard entry 'a b': name 'a b' is not 1-16 letters, digits, _ or -",
+        ),
+        (
+            "INSERT INTO leaderboard VALUES ('', '', 1, 2, 100.0)",
+            "leaderboard entry '': name '' is not 1-16 letters, digits, _ or -",
+        ),
+        (
+            "INSERT INTO leaderboard VALUES (x'616e6e', x'616e6e', 1, 2, 100.0)",
+            "leaderboard entry b'ann': name b'ann' is not 1-16 letters, digits, _ or -",
+        ),
+    ],
+)
+def test_wrong_values_are_refused(db: Path, statements: str, what: str) -> None:
+    """A database that does not hold what the schema says is refused, and left as it was."""
+    before = damage(db, statements)
+    with pytest.raises(StoreError) as caught:
+        open_store(str(db), Clock())
+    assert str(caught.value) == f"damaged guessgame database: {db} ({what})"
+    assert db.read_bytes() == before
+
+
 @pytest.mark.parametrize(
     ("where", "reason"),
     [
@@ -265,6 +366,21 @@ def test_win_is_committed_before_it_fires(db: Path, stores: list[SQLiteStore]) -
 
 
 @pytest_twisted.inlineCallbacks
+def test_default_name_win_commits_counters_only(db: Path, stores: list[SQLiteStore]) -> Any:
+    """A win under a default name: the counters are in the file when Correct! goes, no entry."""
+    store = running(db, stores)
+    game = make_game(store=store)
+    peer = connect(PlayerFactory(game))
+    peer.read()
+    secret = secret_of(game)
+    peer.proto.dataReceived(f"{secret}\n".encode())
+    yield settled(store)
+    assert peer.read() == [f"Correct! The number was {secret}. You won in 1 guess!"]
+    assert counters_in(db)[1:3] == (1, 1)
+    assert read(db, "SELECT count(*) FROM leaderboard") == [(0,)]
+
+
+@pytest_twisted.inlineCallbacks
 def test_counters_flushed_on_the_clock(db: Path, stores: list[SQLiteStore]) -> Any:
     """Guesses reach the file at the next flush, not before."""
     clock = Clock()
@@ -350,14 +466,12 @@ def test_failing_writes_do_not_stop_the_game(
     assert peer.read() == [f"Correct! The number was {secret}. You won in 1 guess!"]
     assert game.stats()["store"] == "failing"
     assert read(db, "SELECT count(*) FROM leaderboard") == [(0,)]
-    # The win is logged; the new round's counters fail quietly: same outage.
-    assert [e["what"] for e in errors] == ["win"]
-    text = formatEvent(errors[0])
-    assert text.startswith(f"cannot write win to database {db}: attempt to write a readonly")
-    assert text.endswith(
-        "not written: counters rounds=1 wins=1 guesses=1 last_id=1 "
-        f"id_mark={ID_BLOCK}; leaderboard Ann wins=1 best=1 last_win=0"
-    )
+    # The outage is logged as it starts; the win waits in memory.
+    assert [formatEvent(e) for e in errors] == [
+        f"cannot write to database {db}: attempt to write a readonly database; "
+        "keeping what is not written in memory and retrying"
+    ]
+    assert game.stats()["unsaved"] == 1
 
     # The game keeps playing while the file cannot be written.
     other = connect(PlayerFactory(game))
@@ -380,7 +494,8 @@ def test_later_win_is_not_overwritten_by_a_retry(
     db: Path, stores: list[SQLiteStore], errors: list[dict[str, Any]]
 ) -> Any:
     """A win that failed and a later one of the same name: the file ends with the later."""
-    store = running(db, stores)
+    clock = Clock()
+    store = running(db, stores, clock)
     pool = store._pool
     assert pool is not None
     yield pool.runOperation("PRAGMA query_only = ON")
@@ -388,8 +503,10 @@ def test_later_win_is_not_overwritten_by_a_retry(
     assert store.failing
     yield pool.runOperation("PRAGMA query_only = OFF")
     yield store.record_win(LeaderboardEntry("ann", 2, 3, 1001.0))
-    yield store.flush()
+    clock.advance(sqlstore.RETRY_FIRST)
+    yield settled(store)
     assert not store.failing
+    assert store.unsaved == 0
     assert read(db, "SELECT name, wins, best FROM leaderboard") == [("ann", 2, 3)]
     assert len(errors) == 1
 
@@ -416,6 +533,108 @@ def test_removed_file_counts_as_failing(
     yield store.record_win(LeaderboardEntry("Ann", 2, 3, 1001.0))
     assert store.failing
     assert "the file was removed" in errors[0]["error"]
+
+
+def named_win(game: Any, name: str) -> defer.Deferred[None]:
+    """A player called ``name`` joins and wins; the Deferred fires with its Correct!."""
+    player = game.join(FakeLink(), "127.0.0.1:1")
+    game.rename(player, name)
+    outcome = game.guess(player, secret_of(game, player))
+    game.leave(player, "won")
+    saved: defer.Deferred[None] = outcome.saved
+    return saved
+
+
+@pytest_twisted.inlineCallbacks
+def test_long_outage_logged_once_retried_with_backoff(
+    db: Path,
+    stores: list[SQLiteStore],
+    store_log: list[dict[str, Any]],
+    attempts: list[int],
+) -> Any:
+    """30 s of failing writes: one log line as it starts, few retries, one as it ends, all saved."""
+    clock = Clock()
+    store = running(db, stores, clock)
+    game = make_game(store=store, clock=clock)
+    pool = store._pool
+    assert pool is not None
+    yield pool.runOperation("PRAGMA query_only = ON")
+    before = len(attempts)
+    for i in range(30):
+        yield named_win(game, f"p{i}")
+        clock.advance(1.0)
+        yield settled(store)
+    stats = game.stats()
+    assert (stats["store"], stats["unsaved"]) == ("failing", 30)
+    [line] = admin_stats(game)
+    assert " store=failing unsaved=30" in line
+    assert [formatEvent(e) for e in store_log] == [
+        f"cannot write to database {db}: attempt to write a readonly database; "
+        "keeping what is not written in memory and retrying"
+    ]
+    # Backing off from 1 s, doubling: a handful of tries in 30 s, not one a win.
+    assert len(attempts) - before <= 8
+
+    yield pool.runOperation("PRAGMA query_only = OFF")
+    for _ in range(sqlstore.RETRY_MAX):
+        clock.advance(1.0)
+        yield settled(store)
+    stats = game.stats()
+    assert (stats["store"], stats["unsaved"]) == ("ok", 0)
+    assert read(db, "SELECT count(*), sum(wins) FROM leaderboard") == [(30, 30)]
+    assert counters_in(db)[1] == 30
+    assert len(store_log) == 2
+    assert formatEvent(store_log[1]).startswith(
+        f"database {db} is written again: 30 writes had waited"
+    )
+
+
+def admin_stats(game: Any) -> list[str]:
+    """The admin's ``stats`` reply line."""
+    peer = connect(AdminFactory(game))
+    peer.send(b"Admin-Greetings\r\n")
+    return peer.send(b"stats\n")
+
+
+@pytest_twisted.inlineCallbacks
+def test_stop_during_outage_logs_what_was_never_written(
+    db: Path, stores: list[SQLiteStore], errors: list[dict[str, Any]]
+) -> Any:
+    """A stop while writes fail tries once more, then logs every unsaved win once."""
+    clock = Clock()
+    store = running(db, stores, clock)
+    game = make_game(store=store, clock=clock)
+    pool = store._pool
+    assert pool is not None
+    yield pool.runOperation("PRAGMA query_only = ON")
+    for name in ("Ann", "Bob", "Cy"):
+        yield named_win(game, name)
+    yield game.stopService()
+    assert len(errors) == 2
+    text = formatEvent(errors[1])
+    assert text.startswith(f"database {db} closed with 3 writes not saved: ")
+    for name in ("Ann", "Bob", "Cy"):
+        assert f"{name} wins=1 best=1" in text
+    assert read(db, "SELECT count(*) FROM leaderboard") == [(0,)]
+
+
+@pytest_twisted.inlineCallbacks
+def test_stop_after_outage_ends_writes_everything(
+    db: Path, stores: list[SQLiteStore], errors: list[dict[str, Any]]
+) -> Any:
+    """Writes that waited are saved by the stop if the file can be written again by then."""
+    clock = Clock()
+    store = running(db, stores, clock)
+    game = make_game(store=store, clock=clock)
+    pool = store._pool
+    assert pool is not None
+    yield pool.runOperation("PRAGMA query_only = ON")
+    for name in ("Ann", "Bob"):
+        yield named_win(game, name)
+    yield pool.runOperation("PRAGMA query_only = OFF")
+    yield game.stopService()
+    assert len(errors) == 1
+    assert read(db, "SELECT name FROM leaderboard ORDER BY name") == [("Ann",), ("Bob",)]
 
 
 # End to end: ``twistd -n guessgame --db FILE`` in a subprocess.
@@ -478,6 +697,33 @@ def test_win_survives_kill_9(tmp_path: Path) -> None:
         assert last_ids[0] > new_ids[0]
     # The clean stop wrote the counters and gave back the unused ids.
     assert counters_in(db)[1:] == (1, guesses, last_ids[0], last_ids[0])
+
+
+@pytest.mark.parametrize(
+    ("statements", "what"),
+    [
+        ("DELETE FROM counters", "the counters row is missing"),
+        (
+            "INSERT INTO leaderboard VALUES ('ann', 'Ann', 'three', 2, 100.0)",
+            "leaderboard entry 'ann': wins is 'three', not a whole number >= 1",
+        ),
+    ],
+)
+def test_wrong_values_stop_twistd_with_one_line(tmp_path: Path, statements: str, what: str) -> None:
+    """A --db holding wrong values: one line on stderr, status 1, the file untouched."""
+    db = tmp_path / "game.sqlite3"
+    before = damage(db, statements)
+    done = subprocess.run(
+        daemon_command("--db", str(db)),
+        check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=WAIT,
+    )
+    assert done.stderr.decode() == f"guessgame: damaged guessgame database: {db} ({what})\n"
+    assert done.returncode == 1
+    assert db.read_bytes() == before
 
 
 def test_not_a_database_stops_twistd_with_one_line(tmp_path: Path) -> None:
