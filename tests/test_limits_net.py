@@ -12,6 +12,7 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +24,9 @@ from guessgame.admin import AdminFactory
 from guessgame.game import Game, Left
 from guessgame.limits import CLOSE_GRACE, IDLE_GOODBYE, SERVER_FULL, TOO_MANY_FROM_ADDRESS, Limits
 from guessgame.player import PlayerFactory
+from tests.clients import make_certificate
 from tests.common import FakeObserver, LineClient, listen, make_game, open_client, secret_of
 from tests.e2e import WAIT, Daemon
-from tests.test_pclient import self_signed
 
 GREETING = ["You are now connected to the server!", "Pick a number between 1-30"]
 
@@ -265,11 +266,11 @@ def listen_tls(factory: protocol.Factory[Any], directory: Any) -> Any:
     """
     from twisted.internet import ssl
 
-    key, cert = self_signed(directory)
+    key, cert = make_certificate(directory, "server")
     port = yield endpoints.serverFromString(
         reactor(), f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
     ).listen(factory)
-    trust = ssl.Certificate.loadPEM((directory / "cert.pem").read_bytes())
+    trust = ssl.Certificate.loadPEM(Path(cert).read_bytes())
 
     def connect() -> defer.Deferred[Any]:
         endpoint = endpoints.SSL4ClientEndpoint(
