@@ -27,8 +27,10 @@ From then on `PostgresStore` is both the game's `Store` and its
 - player ids come from the sequence in blocks, fetched before they run out.
 
 A write that fails never stops the game: it is logged, `failing` is true
-until a write succeeds, and what was not written is written with the next
-one.  A lost connection is opened again by itself.
+until a write succeeds, the wins not written are counted in `unsaved` and
+written with the next flush.  A statement may take `STATEMENT_TIMEOUT`
+seconds at most (a lock held elsewhere cannot hold a ``Correct!``), and a
+lost connection is opened again by itself.
 """
 
 from __future__ import annotations
