@@ -99,6 +99,8 @@ class Row:
     default_wait: bool = False
     #: The daemon serves Prometheus metrics (``--metrics``) during the row.
     metrics: bool = False
+    #: The daemon's --db: "sqlite" (the default file) or "postgres".
+    store: str = "sqlite"
 
     @property
     def range_text(self) -> str:
@@ -112,6 +114,8 @@ class Row:
             return "daemon, TCP+WebSocket"
         if self.metrics:
             return "daemon, metrics on"
+        if self.store == "postgres":
+            return "daemon, postgres"
         return "daemon, default wait" if self.default_wait else self.server
 
 
@@ -120,6 +124,7 @@ def matrix(
 ) -> list[Row]:
     """The rows to run: each daemon row right after its ceiling row, then the web row.
 
+    The N=1000 wide pair is followed by the daemon on the PostgreSQL store.
     ``pairs`` (N, (LO, HI)) replace the matrix when given; with ``metrics``
     each daemon row is followed by the same row with metrics on.
     """
@@ -134,6 +139,8 @@ def matrix(
         rows.append(Row("daemon", n, lo, hi))
         if metrics:
             rows.append(Row("daemon", n, lo, hi, metrics=True))
+        if not pairs and (n, (lo, hi)) == (1000, WIDE):
+            rows.append(Row("daemon", n, lo, hi, store="postgres"))
     if not quick and not pairs:
         rows.append(Row("daemon", 1000, *NARROW, default_wait=True))
     if not pairs:
@@ -171,6 +178,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--output", type=Path, default=ROOT / "bench" / "results.jsonl", help="JSON lines"
     )
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    parser.add_argument(
+        "--postgres",
+        default=None,
+        metavar="URI",
+        help="PostgreSQL server for the postgres rows, as a URI of its postgres database "
+        "(a database is created per row); default: a throwaway server of the tests' harness",
+    )
+    parser.add_argument(
+        "--wins-seconds",
+        type=float,
+        default=None,
+        help="seconds per cell of the wins-per-second table (default 3, quick 1; 0: skip it)",
+    )
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -299,7 +319,10 @@ def pair_ratios(results: list[dict[str, Any]]) -> None:
     plain = {
         (r["players"], r["range"]): r
         for r in results
-        if r["server"] == "daemon" and not r.get("default_wait") and not r.get("metrics")
+        if r["server"] == "daemon"
+        and not r.get("default_wait")
+        and not r.get("metrics")
+        and r.get("store", "sqlite") == "sqlite"
     }
     for r in results:
         off = plain.get((r["players"], r["range"]))
@@ -446,8 +469,8 @@ def daemon_help() -> str:
     return done.stdout
 
 
-def server_command(row: Row, fast: list[str], pin: bool) -> list[str]:
-    """The command line that starts the server of ``row``."""
+def server_command(row: Row, fast: list[str], pin: bool, db: str | None = None) -> list[str]:
+    """The command line that starts the server of ``row`` (``db``: its --db)."""
     if row.server == "ceiling":
         return [
             *_pin(0, pin),
@@ -483,6 +506,7 @@ def server_command(row: Row, fast: list[str], pin: bool) -> list[str]:
         "--range",
         row.range_text,
         *options,
+        *(["--db", db] if db is not None else []),
     ]
 
 
@@ -572,14 +596,20 @@ def show_profile(row: Row, path: Path) -> None:
 
 
 def run_row(
-    row: Row, ns: argparse.Namespace, fast: list[str], procs: Processes, workdir: Path
+    row: Row,
+    ns: argparse.Namespace,
+    fast: list[str],
+    procs: Processes,
+    workdir: Path,
+    *,
+    db: str | None = None,
 ) -> dict[str, Any]:
     """Run one row: server up, load through its window, server down."""
     pin = not ns.no_pin
     log = workdir / f"{row.server}-{row.players}-{row.range_text}-{row.default_wait}.log"
     with log.open("wb") as out:
         server = procs.start(
-            server_command(row, fast, pin), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+            server_command(row, fast, pin, db), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
         )
     try:
         port = _wait_listening(server, log)
@@ -684,6 +714,7 @@ def result_of(
         "server": row.server,
         "label": row.label,
         "metrics": row.metrics,
+        "store": row.store,
         "players": row.players,
         "range": row.range_text,
         "default_wait": row.default_wait,
@@ -795,6 +826,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"skipped (this daemon has no such option yet): {' '.join(skipped)}")
     print("pinning: server on CPU 0, load generator on CPU 1" if pin else "pinning: off")
     rows = matrix(ns.quick, ns.pair, ns.metrics)
+    postgres = Postgres(ns.postgres)
+    if any(r.store == "postgres" for r in rows) and not postgres.start():
+        rows = [r for r in rows if r.store != "postgres"]
     procs = Processes()
     results: list[dict[str, Any]] = []
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -810,7 +844,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"[{n}/{len(rows)}] {row.label}, N={row.players}, range {row.range_text}",
                     flush=True,
                 )
-                result = run_row(row, ns, fast, procs, Path(tmp))
+                db = postgres.new_database() if row.store == "postgres" else None
+                result = run_row(row, ns, fast, procs, Path(tmp), db=db)
                 result.update(run=started, options=fast, skipped_options=skipped, pinned=pin)
                 results.append(result)
                 print(
@@ -818,11 +853,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"p99 {result['reply_p99_ms']} ms, {result['errors']} errors",
                     flush=True,
                 )
+        wins_seconds = ns.wins_seconds if ns.wins_seconds is not None else (1 if ns.quick else 3)
+        if wins_seconds > 0:
+            print("wins committed per second, many winners at once:", flush=True)
+            wins_args = ["--seconds", str(wins_seconds)]
+            if postgres.running:
+                wins_args += ["--postgres", postgres.new_database()]
+            else:
+                wins_args += ["--postgres", ""]
+            wins = procs.start(
+                [sys.executable, "-m", "bench.wins", *wins_args],
+                stdout=subprocess.PIPE,
+                cwd=ROOT,
+            )
+            assert wins.stdout is not None
+            wins_table = wins.stdout.read().decode()
+            wins.wait()
     except KeyboardInterrupt:
         print("interrupted: stopping everything", file=sys.stderr)
         return 130
     finally:
         procs.stop_all()
+        postgres.stop()
     pair_ratios(results)
     web_lines = web_costs(results)
     print()
@@ -835,9 +887,61 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"metrics on, N={r['players']}: CPU per guess x{r['metrics_cost_ratio']:.3f} "
                 "of metrics off"
             )
+    if wins_seconds > 0:
+        print()
+        print(wins_table.rstrip())
     write_results(ns.output, results)
     print(f"\nJSON lines: {ns.output}")
     return 0
+
+
+class Postgres:
+    """The PostgreSQL server of the postgres rows: the one named, or a throwaway one."""
+
+    def __init__(self, uri: str | None) -> None:
+        self.uri = uri
+        self.server: Any = None
+        self.running = False
+        self._made = 0
+
+    def start(self) -> bool:
+        """Make sure a server runs; False (and why, printed) when none can."""
+        if self.uri is not None:
+            self.running = True
+            return True
+        from tests.pg import PostgresServer, unavailable
+
+        why = unavailable()
+        if why is not None:
+            print(f"skipping the postgres rows: {why}", flush=True)
+            return False
+        # fsync on, as in production and as the SQLite rows commit.
+        self.server = PostgresServer(durable=True)
+        self.running = True
+        return True
+
+    def new_database(self) -> str:
+        """A new, empty database's URI."""
+        if self.server is not None:
+            uri: str = self.server.new_database()
+            return uri
+        import psycopg2
+
+        assert self.uri is not None
+        self._made += 1
+        name = f"guessgame_bench_{os.getpid()}_{self._made}"
+        conn = psycopg2.connect(self.uri)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {name}")
+        conn.close()
+        return self.uri.rsplit("/", 1)[0] + "/" + name
+
+    def stop(self) -> None:
+        """Stop and remove a throwaway server."""
+        if self.server is not None:
+            self.server.destroy()
+            self.server = None
 
 
 def write_results(path: Path, results: Iterable[dict[str, Any]]) -> None:

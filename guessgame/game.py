@@ -40,8 +40,10 @@ __all__ = [
     "Player",
     "PlayerLink",
     "Renamed",
+    "RoundKeeper",
     "RoundStarted",
     "Said",
+    "SharedRound",
     "Win",
     "Won",
     "parse_range",
@@ -195,6 +197,37 @@ class GameObserver(Protocol):
         """The game is stopping: flush and close; fire once closed."""
 
 
+@dataclass(frozen=True, slots=True)
+class SharedRound:
+    """A round as the daemons of one game share it (see `RoundKeeper`).
+
+    ``winner`` won the round before with ``winning``; with no winner the
+    round was started by an administrator (``by_admin``) or by a start.
+    """
+
+    number: int
+    secret: int
+    winner: str | None = None
+    winning: int = 0
+    by_admin: bool = False
+
+
+class RoundKeeper(Protocol):
+    """Shares this game's rounds and wins with the other daemons of one game.
+
+    The keeper tells the game what the others did through `Game.news`.
+    """
+
+    def attach(self, game: Game) -> SharedRound | None:
+        """Tell ``game`` the others' news from now on; the round to join, or None."""
+
+    def won(self, event: Won) -> None:
+        """A player of this daemon won (the win goes with its `Store.record_win`)."""
+
+    def round_started(self, shared: SharedRound) -> None:
+        """Round ``shared.number`` started here: it ends the one before if still current."""
+
+
 class GuessResult(enum.Enum):
     """A valid guess that missed: below or above the secret."""
 
@@ -256,6 +289,7 @@ class Game(Service):
         hi: int = 30,
         mode: str = "shared",
         store: Store | None = None,
+        keeper: RoundKeeper | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be shared or solo, not {mode!r}")
@@ -267,6 +301,7 @@ class Game(Service):
         self.hi = hi
         self.mode = mode
         self.store: Store = store if store is not None else MemoryStore()
+        self.keeper = keeper
         self.players: dict[int, Player] = {}
         self._names: dict[str, Player] = {}
         self._observers: list[GameObserver] = []
@@ -288,7 +323,11 @@ class Game(Service):
         self._counters = snapshot.counters
         self._leaderboard = Leaderboard(snapshot.leaderboard)
         self._stopping = False
-        self._new_round()
+        current = self.keeper.attach(self) if self.keeper is not None else None
+        if current is None:
+            self._new_round()
+        else:
+            self._counters.rounds, self._secret = current.number, current.secret
 
     def stopService(self) -> defer.Deferred[None]:
         """Tell every player the server is going, close everyone, then the store."""
@@ -414,17 +453,27 @@ class Game(Service):
     def _draw(self) -> int:
         return self.rng.randint(self.lo, self.hi)
 
-    def _new_round(self) -> int:
+    def _new_round(
+        self, winner: str | None = None, winning: int = 0, *, by_admin: bool = False
+    ) -> int:
         self._counters.rounds += 1
         self.store.sequences_advanced()
         self._secret = self._draw()
+        if self.keeper is not None:
+            self.keeper.round_started(
+                SharedRound(self._counters.rounds, self._secret, winner, winning, by_admin)
+            )
         self._emit(RoundStarted(self._counters.rounds, self.lo, self.hi))
         return self._counters.rounds
 
     def new_round(self) -> int:
         """The administrator's ``newround``: fresh secrets for every player."""
-        number = self._new_round()
+        number = self._new_round(by_admin=True)
         self._emit(NewRound(number, self.lo, self.hi))
+        self._announce_new_round()
+        return number
+
+    def _announce_new_round(self) -> None:
         notice = (
             f"*** The administrator started a new round. Pick a number between {self.range_text}"
         )
@@ -433,7 +482,6 @@ class Game(Service):
             if player.own_secret:
                 player.secret = self._draw()
             player.link.notice(notice)
-        return number
 
     @property
     def round(self) -> int:
@@ -478,17 +526,22 @@ class Game(Service):
             guesses=guesses,
             counted=plural(guesses, "guess"),
         )
-        self._emit(Won(player.id, player.name, number, guesses, saved))
+        won = Won(player.id, player.name, number, guesses, saved)
+        if self.keeper is not None:
+            self.keeper.won(won)
+        self._emit(won)
         # The winner is done: it no longer takes part in rounds or notices.
         player.guesses = 0
         if not player.own_secret:
-            self._end_shared_round(player, number)
+            self._end_shared_round(player, player.name, number)
         return Win(number, guesses, saved)
 
-    def _end_shared_round(self, winner: Player, number: int) -> None:
-        self._new_round()
+    def _end_shared_round(self, winner: Player | None, name: str, number: int) -> None:
+        # No winner here: the round was won on another daemon, which started the next.
+        if winner is not None:
+            self._new_round(name, number)
         notice = (
-            f"*** {winner.name} won the round with {number}. "
+            f"*** {name} won the round with {number}. "
             f"A new number between {self.range_text} has been picked."
         )
         for player in list(self.players.values()):
@@ -496,6 +549,38 @@ class Game(Service):
                 continue
             player.guesses = 0
             player.link.notice(notice)
+
+    # What the other daemons of one game did, as the round keeper tells it.
+
+    def news(
+        self,
+        *,
+        won: Won | None = None,
+        entry: LeaderboardEntry | None = None,
+        shared: SharedRound | None = None,
+    ) -> None:
+        """Take in a win elsewhere, a leaderboard entry as saved, or the shared round.
+
+        A round older than this one is ignored; this round with another
+        secret (two daemons ended the last one at once, and the other's new
+        round stands) changes the secret alone; a newer round starts here
+        with the notice its players would have had on that daemon.
+        """
+        if won is not None:
+            self._emit(won)
+        if entry is not None:
+            self._leaderboard.record(entry)
+        if shared is None or shared.number < self._counters.rounds:
+            return
+        newer = shared.number > self._counters.rounds
+        self._counters.rounds, self._secret = shared.number, shared.secret
+        if not newer:
+            return
+        self._emit(RoundStarted(shared.number, self.lo, self.hi))
+        if shared.by_admin:
+            self._announce_new_round()
+        elif shared.winner is not None:
+            self._end_shared_round(None, shared.winner, shared.winning)
 
     # What the administrator and the ``top`` command read.
 

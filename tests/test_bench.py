@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 
-from bench import flood, loadgen, run
+from bench import flood, loadgen, run, wins
 from bench.ceiling import CeilingFactory
 from bench.top import Timed, seed_database
 from guessgame.player import PlayerFactory
@@ -376,20 +376,25 @@ def test_driver_arguments() -> None:
 
 
 def test_matrix() -> None:
-    """Quick is the N=1000 pair; full has four pairs and the default-wait row."""
+    """Quick is the N=1000 pair and its PostgreSQL row; full adds three pairs and a row."""
     quick = run.matrix(quick=True)
-    assert [(r.server, r.players, r.range_text) for r in quick] == [
+    assert [(r.label, r.players, r.range_text) for r in quick] == [
         ("ceiling", 1000, "1-1000000000"),
         ("daemon", 1000, "1-1000000000"),
-        ("web", 1000, "1-1000000000"),
+        ("daemon, postgres", 1000, "1-1000000000"),
+        ("daemon, TCP+WebSocket", 1000, "1-1000000000"),
     ]
     full = run.matrix(quick=False)
-    assert len(full) == 10
-    assert [r.players for r in full[:8:2]] == [100, 1000, 10000, 1000]
+    assert len(full) == 11
+    sqlite = [r for r in full if r.store == "sqlite" and r.server != "web"]
+    assert [r.players for r in sqlite[:8:2]] == [100, 1000, 10000, 1000]
     assert all(
         a.server == "ceiling" and b.server == "daemon"
-        for a, b in zip(*[iter(full[:8])] * 2, strict=True)
+        for a, b in zip(*[iter(sqlite[:8])] * 2, strict=True)
     )
+    assert [(r.players, r.range_text) for r in full if r.store == "postgres"] == [
+        (1000, "1-1000000000")
+    ]
     assert full[-2].default_wait and full[-2].range_text == "1-30"
     assert (full[-1].server, full[-1].players, full[-1].range_text) == (
         "web",
@@ -411,6 +416,7 @@ def test_metrics_rows() -> None:
         ("ceiling", False, "ceiling"),
         ("daemon", False, "daemon"),
         ("daemon", True, "daemon, metrics on"),
+        ("daemon", False, "daemon, postgres"),
         ("web", False, "daemon, TCP+WebSocket"),
     ]
     command = run.server_command(rows[2], [], pin=False)
@@ -467,6 +473,22 @@ def test_server_commands() -> None:
     assert waiting[-4:] == ["--range", "1-30", "--max-players", "0"]
     ceiling = run.server_command(run.Row("ceiling", 100, 1, 30), fast, pin=False)
     assert ceiling[1:3] == ["-m", "bench.ceiling"] and "--max-players" not in ceiling
+    uri = "postgresql://postgres@127.0.0.1:5432/bench"
+    pg = run.server_command(run.Row("daemon", 100, 1, 30, store="postgres"), fast, False, uri)
+    assert pg[-2:] == ["--db", uri]
+
+
+def test_wins_table() -> None:
+    """The wins table has a row per wave size and a column per store."""
+    results = [
+        {"store": "sqlite", "winners": 1, "wins_per_s": 500.0, "wave_ms_p50": 0.7},
+        {"store": "postgres", "winners": 1, "wins_per_s": 150.0, "wave_ms_p50": 6.3},
+        {"store": "sqlite", "winners": 100, "wins_per_s": 4000.0, "wave_ms_p50": 25.0},
+    ]
+    lines = wins.format_table(results).splitlines()
+    assert lines[0].split("  ")[0] == "winners at once"
+    assert lines[2].split() == ["1", "500", "(0.7)", "150", "(6.3)"]
+    assert lines[3].split() == ["100", "4000", "(25.0)", "-"]
 
 
 def test_web_row_turns_the_web_port_on() -> None:
