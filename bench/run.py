@@ -724,7 +724,9 @@ def summarise_profile(collapsed: str, top: int = 15) -> tuple[list[tuple[float, 
     ``collapsed`` is py-spy's raw format: ``frame;frame;... COUNT`` a line,
     each frame ``function (file:line)``.  Lines of one function are added
     up.  The share counts the samples whose innermost project frame lies in
-    ``guessgame/`` before any Twisted frame: the game's own cost.
+    ``guessgame/`` before any Twisted frame: the game's own cost.  Samples
+    of a thread waiting on a condition (the store's idle thread pool, which
+    py-spy does not always see as idle) cost no CPU and are left out.
     """
     own: dict[str, int] = {}
     total = game = 0
@@ -734,6 +736,8 @@ def summarise_profile(collapsed: str, top: int = 15) -> tuple[list[tuple[float, 
             continue
         count = int(count_text)
         frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        if frames[-1] in WAITING_FRAMES:
+            continue
         total += count
         own[frames[-1]] = own.get(frames[-1], 0) + count
         for frame in reversed(frames):
@@ -746,6 +750,10 @@ def summarise_profile(collapsed: str, top: int = 15) -> tuple[list[tuple[float, 
         return [], 0.0
     ranked = sorted(own.items(), key=lambda item: -item[1])[:top]
     return [(round(100 * n / total, 1), name) for name, n in ranked], round(100 * game / total, 1)
+
+
+#: Innermost frames of a thread that waits, not works.
+WAITING_FRAMES = frozenset({"Condition.wait (threading.py)", "wait (threading.py)"})
 
 
 def show_profile(row: Row, path: Path) -> None:

@@ -854,6 +854,16 @@ def test_summarise_profile() -> None:
     assert run.summarise_profile("") == ([], 0.0)
 
 
+def test_summarise_profile_leaves_waiting_threads_out() -> None:
+    """Samples of a thread waiting on a condition count for nothing: they cost no CPU."""
+    waiting = (
+        "_bootstrap (threading.py:1002);work (twisted/_threads/_threadworker.py:75);"
+        "Condition.wait (threading.py:327) 80\n"
+    )
+    assert run.summarise_profile(PROFILE + waiting, top=3) == run.summarise_profile(PROFILE, 3)
+    assert run.summarise_profile(waiting) == ([], 0.0)
+
+
 def test_write_results(tmp_path: Path) -> None:
     """One JSON object a line, read back as written."""
     rows = [result("ceiling", 10, 1.0, 1.0), result("daemon", 10, 1.0, 1.0)]
