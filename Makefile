@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest bench bench-quick soak clean help telnet-client
+.PHONY: run test lint typecheck pytest bench bench-quick bench-load soak clean help telnet-client
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -37,8 +37,11 @@ test: $(VENV)/.installed-test telnet-client  ## install with the test extra, lin
 bench: $(VENV)/.installed  ## the daemon against the bare Twisted ceiling: the whole matrix (a few minutes)
 	$(BIN)/python -m bench.run $(ARGS)
 
-bench-quick: $(VENV)/.installed  ## the N=1000 pair of the benchmark only
+bench-quick: $(VENV)/.installed  ## the N=1000 rows of the benchmark only
 	$(BIN)/python -m bench.run --quick $(ARGS)
+
+bench-load: $(VENV)/.installed  ## CPU per guess at a fixed load: N=1000, a guess each per 50 ms (4 minutes)
+	$(BIN)/python -m bench.run --fixed-load $(ARGS)
 
 # The real-telnet test needs Debian's telnet client: install it where we
 # can (root with apt-get, no questions asked), else that one test is skipped.
