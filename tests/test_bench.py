@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 
-from bench import loadgen, run
+from bench import loadgen, profiles, run
 from bench.ceiling import CeilingFactory
 from bench.top import Timed, seed_database
 from guessgame.player import PlayerFactory
@@ -862,6 +862,41 @@ def test_summarise_profile_leaves_waiting_threads_out() -> None:
     )
     assert run.summarise_profile(PROFILE + waiting, top=3) == run.summarise_profile(PROFILE, 3)
     assert run.summarise_profile(waiting) == ([], 0.0)
+
+
+CEILING_STACKS = """\
+run (/v/lib/python3.11/site-packages/twisted/internet/base.py:697);doRead (twisted/tcp.py:285) 6
+run (twisted/internet/base.py:698);lineReceived (bench/ceiling.py:40) 2
+_bootstrap (threading.py:1002);Condition.wait (threading.py:327) 50
+"""
+DAEMON_STACKS = """\
+run (twisted/internet/base.py:697);doRead (twisted/tcp.py:285) 6
+run (twisted/internet/base.py:697);doRead (twisted/tcp.py:285);guess (guessgame/game.py:9) 4
+"""
+
+
+def test_read_profile() -> None:
+    """Stacks are counted per innermost frame and per frame anywhere, waits left out."""
+    profile = profiles.read_profile(CEILING_STACKS)
+    assert profile.total == 8
+    assert profile.own == {
+        "doRead (twisted/tcp.py)": 6,
+        "lineReceived (bench/ceiling.py)": 2,
+    }
+    assert profile.inclusive["run (twisted/internet/base.py)"] == 8
+
+
+def test_compare_profiles_in_us_per_guess() -> None:
+    """Each function's share of a row's busy samples times its CPU per guess, most extra first."""
+    ceiling = profiles.read_profile(CEILING_STACKS)
+    daemon = profiles.read_profile(DAEMON_STACKS)
+    rows = profiles.compare(ceiling, 8.0, daemon, 10.0)
+    assert rows == [
+        (4.0, 0.0, "guess (guessgame/game.py)"),
+        (6.0, 6.0, "doRead (twisted/tcp.py)"),
+        (0.0, 2.0, "lineReceived (bench/ceiling.py)"),
+    ]
+    assert profiles.compare(profiles.Profile(), 1.0, daemon, 1.0) == []
 
 
 def test_write_results(tmp_path: Path) -> None:
