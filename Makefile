@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test lint typecheck pytest bench bench-quick bench-load soak clean help telnet-client
+.PHONY: run play admin test lint typecheck pytest bench bench-quick bench-load soak clean help test-tools
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -26,10 +26,20 @@ $(VENV)/.installed-test: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet --editable '.[test]'
 	@touch $@ $(VENV)/.installed
 
+# exec: Ctrl-C reaches the daemon itself, with no shell between that could
+# die of it; the daemon stops in order and exits 0, so make prints nothing.
 run: $(VENV)/.installed  ## install and run the daemon in the foreground (ARGS="--range 1-100")
-	$(BIN)/twistd --nodaemon --pidfile= guessgame $(ARGS)
+	exec $(BIN)/twistd --nodaemon --pidfile= guessgame $(ARGS)
 
-test: $(VENV)/.installed-test telnet-client  ## install with the test extra, lint, type-check, run every test
+# The clients, installed into .venv by the first make run (or make play):
+# no need to activate the venv for these two.
+play: $(VENV)/.installed  ## play from this terminal (ARGS="--auto --name bob", ARGS="--host HOST")
+	@$(BIN)/guessgame-play $(ARGS)
+
+admin: $(VENV)/.installed  ## the admin client: a command (ARGS=who, ARGS="kick 7") or, without, the console
+	@$(BIN)/guessgame-admin $(ARGS)
+
+test: $(VENV)/.installed-test test-tools  ## install with the test extra, lint, type-check, run every test
 	$(BIN)/ruff check .
 	$(BIN)/mypy guessgame
 	$(BIN)/python -m pytest $(ARGS)
@@ -43,20 +53,28 @@ bench-quick: $(VENV)/.installed  ## the N=1000 rows of the benchmark only
 bench-load: $(VENV)/.installed  ## CPU per guess at a fixed load: N=1000, a guess each per 50 ms (4 minutes)
 	$(BIN)/python -m bench.run --fixed-load $(ARGS)
 
-# The real-telnet test needs Debian's telnet client: install it where we
-# can (root with apt-get, no questions asked), else that one test is skipped.
-telnet-client:
-	@command -v telnet >/dev/null 2>&1 || { \
+# The real-telnet, netcat and browser tests need Debian's telnet,
+# netcat-openbsd, and chromium with chromium-driver:
+# install them where we can (as root, with apt-get, no questions asked),
+# else those tests are skipped and say why.
+define install-tool
+	@command -v $(1) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing telnet for the telnet test"; \
+	    echo "installing $(2) for the $(1) tests (apt-get, as root)"; \
 	    export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get install -y -qq telnet </dev/null >/dev/null 2>&1 || \
+	    apt-get install -y -qq $(2) </dev/null >/dev/null 2>&1 || \
 	    { apt-get update -qq </dev/null >/dev/null 2>&1 && \
-	      apt-get install -y -qq telnet </dev/null >/dev/null 2>&1; } || \
-	    echo "could not install telnet: the telnet test will be skipped"; \
+	      apt-get install -y -qq $(2) </dev/null >/dev/null 2>&1; } || \
+	    echo "could not install $(2): the $(1) tests will be skipped"; \
 	  else \
-	    echo "telnet is missing and cannot be installed here: the telnet test will be skipped"; \
+	    echo "$(1) is missing and cannot be installed here: the $(1) tests will be skipped"; \
 	  fi; }
+endef
+
+test-tools:
+	$(call install-tool,telnet,telnet)
+	$(call install-tool,nc,netcat-openbsd)
+	$(call install-tool,chromedriver,chromium chromium-driver)
 
 soak: $(VENV)/.installed  ## not in CI: 5,000 connections, 100 flooding, 50 playing (ARGS="--duration 60")
 	$(BIN)/python bench/soak.py $(ARGS)

@@ -20,6 +20,11 @@ starts the grid again), so N players offer N/SECONDS guesses a second and
 the server's CPU per guess can be compared at the same rate.  The result
 then names the offered rate beside the achieved one.
 
+``--websocket`` plays the same game over the web port's ``/play``: one
+WebSocket text message a line each way, framed here by hand (a fixed
+handshake, masked client frames, unmasked server frames) so that the
+generator stays cheap next to the server.
+
 Run: ``python -m bench.loadgen --port 4000 --players 1000 --range 1-1000000000``.
 """
 
@@ -44,12 +49,14 @@ from guessgame.game import parse_range
 __all__ = [
     "Config",
     "LoadGenerator",
+    "WsPlayer",
     "main",
     "parse_args",
     "percentile",
     "raise_file_limit",
     "source_addresses",
     "summarise",
+    "ws_frame",
 ]
 
 GREETING = b"You are now connected to the server!"
@@ -81,6 +88,7 @@ class Config:
     reply_timeout: float
     retry_delay: float
     sources: int
+    websocket: bool = False
     #: Seconds from one guess to the next of the same player; 0: flat out.
     interval: float = 0.0
 
@@ -134,6 +142,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         "--endless", action="store_true", help="restart the search when it runs out (ceiling)"
     )
     parser.add_argument(
+        "--websocket", action="store_true", help="play over the web port's /play WebSocket"
+    )
+    parser.add_argument(
         "--interval",
         type=float,
         default=0.0,
@@ -174,6 +185,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         retry_delay=ns.retry_delay,
         sources=sources,
         interval=ns.interval,
+        websocket=ns.websocket,
     )
 
 
@@ -340,11 +352,87 @@ class Player(asyncio.Protocol):
             self.transport.abort()
         self.gen.connect_later(self.slot)
 
+    def send_guess(self) -> None:
+        """Write the current guess as a line."""
+        assert self.transport is not None
+        self.transport.write(b"%d\n" % self.guess)
+
     def waiting_since(self) -> float | None:
         """When the current wait began, or None when nothing is owed."""
         if self.state == PLAYING and not self.outstanding:
             return None
         return self.since if self.state != CLOSED else None
+
+
+#: The opening handshake of every WebSocket player (the key need not vary).
+WS_HANDSHAKE = (
+    b"GET /play HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def ws_frame(payload: bytes) -> bytes:
+    """One masked client text frame holding ``payload`` (under 126 bytes).
+
+    The all-zero mask leaves the payload as it is: valid framing, and no
+    cost here (a browser must pick unpredictable masks; a load generator
+    need not).
+    """
+    return b"\x81" + bytes((0x80 | len(payload),)) + b"\x00\x00\x00\x00" + payload
+
+
+class WsPlayer(Player):
+    """A `Player` over the web port's WebSocket: one text message a line."""
+
+    def __init__(self, gen: LoadGenerator, slot: int, started: float) -> None:
+        super().__init__(gen, slot, started)
+        self.upgraded = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Send the opening handshake, then wait for the greeting."""
+        super().connection_made(transport)
+        self.transport.write(WS_HANDSHAKE)  # type: ignore[union-attr]
+
+    def send_guess(self) -> None:
+        """Write the current guess as one text message."""
+        assert self.transport is not None
+        self.transport.write(ws_frame(b"%d" % self.guess))
+
+    def data_received(self, data: bytes) -> None:
+        """The handshake's answer, then server frames: each text frame is a line."""
+        data = self.buffer + data
+        if not self.upgraded:
+            head, sep, data = data.partition(b"\r\n\r\n")
+            if not sep:
+                self.buffer = head
+                return
+            if not head.startswith(b"HTTP/1.1 101"):
+                self.fail("refused", head.split(b"\r\n", 1)[0])
+                return
+            self.upgraded = True
+        view = memoryview(data)
+        at = 0
+        while len(view) - at >= 2:
+            opcode, size = view[at] & 0x0F, view[at + 1] & 0x7F
+            start = at + 2
+            if size == 126:
+                if len(view) - at < 4:
+                    break
+                size, start = int.from_bytes(view[at + 2 : at + 4], "big"), at + 4
+            elif size == 127:
+                if len(view) - at < 10:
+                    break
+                size, start = int.from_bytes(view[at + 2 : at + 10], "big"), at + 10
+            if len(view) - start < size:
+                break
+            payload = bytes(view[start : start + size])
+            at = start + size
+            if self.state == CLOSED:
+                return
+            if opcode == 0x1:
+                self.line_received(payload)
+        self.buffer = bytes(view[at:])
 
 
 class LoadGenerator:
@@ -418,7 +506,7 @@ class LoadGenerator:
             if player.state == CLOSED or player.transport is None:
                 continue
             player.since = perf_counter()
-            player.transport.write(b"%d\n" % player.guess)
+            player.send_guess()
 
     # Connections.
 
@@ -427,7 +515,7 @@ class LoadGenerator:
         if self.stopping:
             return
         started = time.perf_counter()
-        player = Player(self, slot, started)
+        player = (WsPlayer if self.config.websocket else Player)(self, slot, started)
         self.players[slot] = player
         task = self.loop.create_task(self._connect(player))
         self._tasks.add(task)

@@ -24,6 +24,13 @@ daemon variant (defaults, limits off); each daemon row is compared with the
 ceiling just before it and the median of its pairs is the figure.  A row
 whose achieved rate falls short of the offered one is marked saturated.
 
+The ``web`` row runs N WebSocket players on the web port's ``/play``
+beside N TCP players on the player port, one load generator each, against
+one daemon.  Its CPU per guess is split by kind: a TCP guess costs what
+it cost in the daemon row with the same N and range, and the rest of the
+CPU time, over the WebSocket guesses, is the cost of a WebSocket guess.
+Other rows run with the web port off (where the daemon has one).
+
 Run: ``python -m bench.run`` (the full matrix), ``python -m bench.run --quick``
 or ``python -m bench.run --fixed-load``.
 """
@@ -108,6 +115,10 @@ SATURATION = 0.97
 FIXED_LOAD_TARGETS: dict[str, float] = {"default": 1 / 0.85, "fast": 1 / 0.90}
 
 LISTENING = re.compile(r"player port listening on (?:\[[^\]]*\]|[^\s:]+):(\d+)")
+WEB_LISTENING = re.compile(r"web port listening on (?:\[[^\]]*\]|[^\s:]+):(\d+)")
+#: The web port: off in every row but the web row, which listens here.
+WEB_OFF = ("--web", "off")
+WEB_ON = ["--web", "tcp:0:interface=127.0.0.1"]
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -116,7 +127,7 @@ ROOT = Path(__file__).resolve().parent.parent
 class Row:
     """One row of the matrix: which server, how many players, which range."""
 
-    server: str  # "ceiling" or "daemon"
+    server: str  # "ceiling", "daemon", or "web" (the daemon with WebSocket players too)
     players: int
     lo: int
     hi: int
@@ -125,6 +136,8 @@ class Row:
     options: str = "fast"
     #: Seconds between one player's guesses at a fixed offered load; 0: flat out.
     interval: float = 0.0
+    #: The daemon serves Prometheus metrics (``--metrics``) during the row.
+    metrics: bool = False
 
     @property
     def range_text(self) -> str:
@@ -134,6 +147,10 @@ class Row:
     @property
     def label(self) -> str:
         """The row's name in the table."""
+        if self.server == "web":
+            return "daemon, TCP+WebSocket"
+        if self.metrics:
+            return "daemon, metrics on"
         if self.server == "daemon" and self.options == "default":
             return "daemon, defaults"
         return "daemon, default wait" if self.default_wait else self.server
@@ -145,10 +162,13 @@ class Row:
         return f"{name}-{self.players}-{self.range_text}"
 
 
-def matrix(quick: bool, pairs: Sequence[tuple[int, tuple[int, int]]] = ()) -> list[Row]:
-    """The rows to run: each daemon row right after its ceiling row.
+def matrix(
+    quick: bool, pairs: Sequence[tuple[int, tuple[int, int]]] = (), metrics: bool = False
+) -> list[Row]:
+    """The rows to run: each daemon row right after its ceiling row, then the web row.
 
-    ``pairs`` (N, (LO, HI)) replace the matrix when given.
+    ``pairs`` (N, (LO, HI)) replace the matrix when given; with ``metrics``
+    each daemon row is followed by the same row with metrics on.
     """
     chosen = list(pairs)
     if not chosen:
@@ -159,9 +179,13 @@ def matrix(quick: bool, pairs: Sequence[tuple[int, tuple[int, int]]] = ()) -> li
     for n, (lo, hi) in chosen:
         rows.append(Row("ceiling", n, lo, hi))
         rows.append(Row("daemon", n, lo, hi))
+        if metrics:
+            rows.append(Row("daemon", n, lo, hi, metrics=True))
         rows.append(Row("daemon", n, lo, hi, options="default"))
     if not quick and not pairs:
         rows.append(Row("daemon", 1000, *NARROW, default_wait=True))
+    if not pairs:
+        rows.append(Row("web", 1000, *WIDE))
     return rows
 
 
@@ -261,6 +285,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="N:LO-HI",
         help="run this ceiling/daemon pair instead of the matrix (repeatable)",
     )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="after each daemon row, the same row with --metrics on, and the ratio "
+        "of their CPU per guess",
+    )
     ns = parser.parse_args(argv)
     if ns.settle < 0:
         parser.error("--settle must not be negative")
@@ -289,9 +319,9 @@ def supported_options(
     return passed, skipped
 
 
-def listening_port(log_text: str) -> int | None:
-    """The player port from a ``player port listening on HOST:PORT`` line."""
-    match = LISTENING.search(log_text)
+def listening_port(log_text: str, pattern: re.Pattern[str] = LISTENING) -> int | None:
+    """The player port from a ``player port listening on HOST:PORT`` line (or ``pattern``'s)."""
+    match = pattern.search(log_text)
     return int(match.group(1)) if match else None
 
 
@@ -365,10 +395,25 @@ def pair_ratios(results: list[dict[str, Any]]) -> None:
     times, ``cost_ratio`` the server CPU time per guess (ceiling over
     daemon, so that 1.0 means as cheap as the ceiling): the one figure that
     holds when the load generator, not the server, set the pace.  The row
-    with the default greeting wait is not compared.
+    with the default greeting wait is not compared.  A row with metrics on
+    also gets ``metrics_cost_ratio``: its CPU per guess over that of the
+    same row with metrics off (1.03 is 3% dearer).
     """
     ceilings = {(r["players"], r["range"]): r for r in results if r["server"] == "ceiling"}
+    plain = {
+        (r["players"], r["range"]): r
+        for r in results
+        if r["server"] == "daemon"
+        and not r.get("default_wait")
+        and not r.get("metrics")
+        and r.get("daemon_options") != "default"
+    }
     for r in results:
+        off = plain.get((r["players"], r["range"]))
+        if r.get("metrics") and off is not None:
+            on_cost, off_cost = r.get("server_us_per_guess"), off.get("server_us_per_guess")
+            if on_cost and off_cost:
+                r["metrics_cost_ratio"] = round(on_cost / off_cost, 3)
         ceiling = ceilings.get((r["players"], r["range"]))
         if r["server"] != "daemon" or r.get("default_wait") or ceiling is None:
             continue
@@ -666,6 +711,13 @@ def server_command(row: Row, fast: list[str], pin: bool, defaults: Sequence[str]
     if row.default_wait and WAIT_OPTION in options:
         i = options.index(WAIT_OPTION)
         del options[i : i + 2]
+    if row.server == "web":
+        if WEB_OFF[0] in options:
+            i = options.index(WEB_OFF[0])
+            del options[i : i + 2]
+        options += WEB_ON
+    if row.metrics:
+        options += ["--metrics", "tcp:0:interface=127.0.0.1"]
     return [
         *_pin(0, pin),
         *_twistd(),
@@ -682,10 +734,15 @@ def server_command(row: Row, fast: list[str], pin: bool, defaults: Sequence[str]
     ]
 
 
-def _wait_listening(proc: subprocess.Popen[Any], log: Path, timeout: float = 30.0) -> int:
+def _wait_listening(
+    proc: subprocess.Popen[Any],
+    log: Path,
+    timeout: float = 30.0,
+    pattern: re.Pattern[str] = LISTENING,
+) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        port = listening_port(log.read_text(errors="replace"))
+        port = listening_port(log.read_text(errors="replace"), pattern)
         if port is not None:
             return port
         if proc.poll() is not None:
@@ -795,33 +852,45 @@ def run_row(
         idle = read_sample(server.pid)
         if idle is None:
             raise RuntimeError("the server is gone before any load")
-        load_args = [
-            *_pin(1, pin),
-            sys.executable,
-            "-m",
-            "bench.loadgen",
-            "--port",
-            str(port),
-            "--players",
-            str(row.players),
-            "--range",
-            row.range_text,
-            "--rate",
-            str(ns.rate),
-            "--settle",
-            str(ns.settle),
-            "--window",
-            str(ns.window),
-        ]
-        if row.server == "ceiling":
-            load_args.append("--endless")
-        if row.interval:
-            load_args += ["--interval", str(row.interval)]
-        load = procs.start(load_args, stdout=subprocess.PIPE, cwd=ROOT)
+
+        def load_args(target: int, websocket: bool = False) -> list[str]:
+            args = [
+                *_pin(1, pin),
+                sys.executable,
+                "-m",
+                "bench.loadgen",
+                "--port",
+                str(target),
+                "--players",
+                str(row.players),
+                "--range",
+                row.range_text,
+                "--rate",
+                str(ns.rate),
+                "--settle",
+                str(ns.settle),
+                "--window",
+                str(ns.window),
+            ]
+            if row.server == "ceiling":
+                args.append("--endless")
+            if websocket:
+                args.append("--websocket")
+            if row.interval:
+                args += ["--interval", str(row.interval)]
+            return args
+
+        load = procs.start(load_args(port), stdout=subprocess.PIPE, cwd=ROOT)
+        web_load: subprocess.Popen[Any] | None = None
+        if row.server == "web":
+            web_port = _wait_listening(server, log, pattern=WEB_LISTENING)
+            web_load = procs.start(
+                load_args(web_port, websocket=True), stdout=subprocess.PIPE, cwd=ROOT
+            )
         profile_at = time.monotonic() + row.players / ns.rate + ns.settle
         profiler: subprocess.Popen[Any] | None = None
         samples = [idle]
-        while load.poll() is None:
+        while load.poll() is None or (web_load is not None and web_load.poll() is None):
             sample = read_sample(server.pid)
             if sample is not None:
                 samples.append(sample)
@@ -844,6 +913,15 @@ def run_row(
         assert load.stdout is not None
         output = load.stdout.read().decode()
         procs.stop(load)
+        web_output = ""
+        if web_load is not None:
+            assert web_load.stdout is not None
+            web_output = web_load.stdout.read().decode()
+            procs.stop(web_load)
+            if web_load.returncode != 0 or not web_output.strip():
+                raise RuntimeError(
+                    f"the WebSocket load generator failed (exit {web_load.returncode})"
+                )
         exited = server.poll()
         if exited is not None:
             tail = log.read_text(errors="replace").splitlines()[-15:]
@@ -854,7 +932,12 @@ def run_row(
         measured = json.loads(output.strip().splitlines()[-1])
     finally:
         procs.stop(server)
-    result = result_of(row, measured, samples, idle)
+    if web_output:
+        result = web_result_of(
+            row, measured, json.loads(web_output.strip().splitlines()[-1]), samples, idle
+        )
+    else:
+        result = result_of(row, measured, samples, idle)
     result["server_exited"] = exited
     result["profiled"] = bool(ns.profile)
     return result
@@ -869,6 +952,7 @@ def result_of(
     row_result = {
         "server": row.server,
         "label": row.label,
+        "metrics": row.metrics,
         "players": row.players,
         "range": row.range_text,
         "default_wait": row.default_wait,
@@ -897,6 +981,78 @@ def result_of(
     return row_result
 
 
+def web_result_of(
+    row: Row,
+    tcp: dict[str, Any],
+    ws: dict[str, Any],
+    samples: Sequence[Sample],
+    idle: Sample,
+) -> dict[str, Any]:
+    """The web row: both kinds' guesses together, and each kind's own figures."""
+    start = min(tcp["window_start"], ws["window_start"])
+    end = max(tcp["window_end"], ws["window_end"])
+    both = dict(tcp)
+    both.update(
+        window_start=start,
+        window_end=end,
+        guesses_per_s=round(tcp["guesses_per_s"] + ws["guesses_per_s"], 1),
+        guesses=tcp["guesses"] + ws["guesses"],
+        errors=tcp["errors"] + ws["errors"],
+        error_kinds={"tcp": tcp["error_kinds"], "websocket": ws["error_kinds"]},
+        wins=tcp["wins"] + ws["wins"],
+        notices=tcp["notices"] + ws["notices"],
+        loadgen_cpu_percent=round(tcp["loadgen_cpu_percent"] + ws["loadgen_cpu_percent"], 1),
+        reply_ms={"p50": ws["reply_ms"]["p50"], "p99": ws["reply_ms"]["p99"]},
+        prompt_ms={"p50": ws["prompt_ms"]["p50"], "p99": ws["prompt_ms"]["p99"]},
+    )
+    result = result_of(row, both, samples, idle)
+    result["kb_per_connection"] = kb_per_connection(
+        result["peak_rss_kb"], idle.rss_kb, 2 * row.players
+    )
+    result["tcp_guesses_per_s"] = tcp["guesses_per_s"]
+    result["ws_guesses_per_s"] = ws["guesses_per_s"]
+    result["tcp_reply_p99_ms"] = tcp["reply_ms"]["p99"]
+    result["ws_reply_p99_ms"] = ws["reply_ms"]["p99"]
+    return result
+
+
+def web_costs(results: list[dict[str, Any]]) -> list[str]:
+    """Split each web row's CPU per guess by kind; one line of report each.
+
+    A TCP guess is taken to cost what it cost in the daemon row with the
+    same N and range; the rest of the CPU goes to the WebSocket guesses.
+    """
+    daemons = {
+        (r["players"], r["range"]): r
+        for r in results
+        if r["server"] == "daemon"
+        and not r.get("default_wait")
+        and not r.get("metrics")
+        and r.get("daemon_options") != "default"
+    }
+    lines = []
+    for r in results:
+        if r["server"] != "web":
+            continue
+        paired = daemons.get((r["players"], r["range"]))
+        tcp_us = paired.get("server_us_per_guess") if paired else None
+        cpu, ws_gps = r.get("server_cpu_percent"), r.get("ws_guesses_per_s")
+        if tcp_us is not None and cpu is not None and ws_gps:
+            spent = cpu / 100 * 1e6 - r["tcp_guesses_per_s"] * tcp_us
+            r["tcp_us_per_guess"] = tcp_us
+            r["ws_us_per_guess"] = round(max(spent, 0.0) / ws_gps, 2)
+            r["ws_cost_ratio"] = round(r["ws_us_per_guess"] / tcp_us, 2)
+        lines.append(
+            f"web row: {r['players']} TCP + {r['players']} WebSocket players, range {r['range']}: "
+            f"TCP {r['tcp_guesses_per_s']:.0f} guesses/s (p99 {r['tcp_reply_p99_ms']} ms), "
+            f"WebSocket {r['ws_guesses_per_s']:.0f} guesses/s (p99 {r['ws_reply_p99_ms']} ms); "
+            f"server CPU per guess: TCP {r.get('tcp_us_per_guess', '-')} us, "
+            f"WebSocket {r.get('ws_us_per_guess', '-')} us "
+            f"({r.get('ws_cost_ratio', '-')}x a TCP guess)"
+        )
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the matrix, print the table, write the JSON lines."""
     ns = parse_args(argv)
@@ -909,6 +1065,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     help_text = daemon_help()
     fast, skipped = supported_options(help_text, FAST_OPTIONS)
     defaults, _ = supported_options(help_text, DEFAULT_OPTIONS)
+    fast += supported_options(help_text, [WEB_OFF])[0]
+    # The defaults rows too: a web port changes nothing on the player port's path.
+    defaults += supported_options(help_text, [WEB_OFF])[0]
     print(f"daemon options: {' '.join(fast) or '(none)'}")
     print(f"daemon, defaults: {' '.join(defaults) or '(none)'}")
     if skipped:
@@ -924,7 +1083,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"= {players / ns.interval:.0f} guesses/s offered"
         )
     else:
-        rows = matrix(ns.quick, ns.pair)
+        rows = matrix(ns.quick, ns.pair, ns.metrics)
     procs = Processes()
     results: list[dict[str, Any]] = []
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -957,9 +1116,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.fixed_load:
         pair_in_order(results)
         print(format_fixed_load(results))
-    else:
-        pair_ratios(results)
-        print(format_table(results))
+        write_results(ns.output, results)
+        print(f"\nJSON lines: {ns.output}")
+        return 0
+    pair_ratios(results)
+    web_lines = web_costs(results)
+    print(format_table(results))
+    for line in web_lines:
+        print(line)
+    for r in results:
+        if "metrics_cost_ratio" in r:
+            print(
+                f"metrics on, N={r['players']}: CPU per guess x{r['metrics_cost_ratio']:.3f} "
+                "of metrics off"
+            )
     write_results(ns.output, results)
     print(f"\nJSON lines: {ns.output}")
     return 0

@@ -79,6 +79,7 @@ def start_daemon(port: int, log: str) -> subprocess.Popen[bytes]:
             "guessgame",
             f"--player=tcp:{port}:interface=127.0.0.1",
             f"--admin=tcp:{port + 1}:interface=127.0.0.1",
+            "--web=off",
         ],
         stdin=subprocess.DEVNULL,
     )

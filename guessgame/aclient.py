@@ -49,6 +49,7 @@ __all__ = [
     "Reply",
     "describe_event",
     "format_duration",
+    "format_help",
     "format_reply",
     "format_since",
     "format_table",
@@ -235,6 +236,31 @@ def command_word(command: str) -> str:
     return command.split(maxsplit=1)[0].lower() if command.strip() else ""
 
 
+#: What each command does, in the words of this client (the server's
+#: ``help`` describes its wire format).
+COMMAND_HELP = {
+    "who": ("who", "the players online: id, name, address, guesses and since when"),
+    "count": ("count", "how many players are online"),
+    "stats": ("stats", "the game's counters: players, rounds, wins, guesses, uptime, ..."),
+    "kick": ("kick ID", "remove player ID from the game"),
+    "say": ("say TEXT", "send TEXT to every player"),
+    "newround": ("newround", "start a new round with a new secret"),
+    "top": ("top [K]", "the first K of the leaderboard (default 10)"),
+    "help": ("help", "this list"),
+    "quit": ("quit", "leave (Ctrl-D and Ctrl-C too)"),
+}
+
+
+def format_help(lines: Sequence[str]) -> list[str]:
+    """The server's ``help`` lines in words; a command this client does not know as sent."""
+    known = [COMMAND_HELP.get(command_word(line)) for line in lines]
+    width = max((len(entry[0]) for entry in known if entry is not None), default=0)
+    return [
+        line if entry is None else f"{entry[0].ljust(width)}  {entry[1]}"
+        for line, entry in zip(lines, known, strict=True)
+    ]
+
+
 def format_reply(command: str, reply: Reply, now: float | None = None) -> list[str]:
     """The readable form of the reply to ``command`` (an ``OK`` one)."""
     word = command_word(command)
@@ -262,7 +288,18 @@ def format_reply(command: str, reply: Reply, now: float | None = None) -> list[s
         if isinstance(stats.get("uptime"), int):
             stats["uptime"] = format_duration(int(stats["uptime"]))
         return format_table(("", ""), list(stats.items()))[1:]
+    if word == "help":
+        return format_help(reply.lines)
     return [*reply.lines, reply.text] if reply.text else list(reply.lines)
+
+
+#: Replies that carry one number: its JSON key and which word of the reply it is.
+REPLY_NUMBERS = {
+    "count": ("count", 0),  # OK 3 players
+    "say": ("sent", 2),  # OK sent to 3 players
+    "newround": ("round", 1),  # OK round 4 started
+    "kick": ("kicked", 1),  # OK kicked 7
+}
 
 
 def reply_json(command: str, reply: Reply) -> dict[str, Any]:
@@ -286,6 +323,12 @@ def reply_json(command: str, reply: Reply) -> dict[str, Any]:
         result["top"] = [entry for entry in map(parse_top, reply.lines) if entry is not None]
     elif reply.ok and word == "stats":
         result["stats"] = parse_stats(reply.text)
+    elif reply.ok and word in REPLY_NUMBERS:
+        # The number in the reply, by name: "OK 3 players" -> "count": 3.
+        key, position = REPLY_NUMBERS[word]
+        words = reply.text.split()
+        if len(words) > position and words[position].isdigit():
+            result[key] = int(words[position])
     elif reply.lines:
         result["lines"] = reply.lines
     return result
@@ -307,6 +350,7 @@ class AdminClient(LineReceiver):
         self._lines: list[str] = []
         self.gone = False
         self._quitting = False
+        self._goodbye_timer: Any = None
         #: Fires once the connection is gone.
         self.lost: defer.Deferred[None] = defer.Deferred()
 
@@ -342,6 +386,9 @@ class AdminClient(LineReceiver):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Fail the commands still waiting for a reply."""
         self.gone = True
+        if self._goodbye_timer is not None and self._goodbye_timer.active():
+            self._goodbye_timer.cancel()
+        self._goodbye_timer = None
         pending, self._pending = self._pending, deque()
         for d in pending:
             d.errback(ConnectionLost())
@@ -352,7 +399,8 @@ class AdminClient(LineReceiver):
         if not self.gone and not self._quitting:
             self._quitting = True
             self.command("quit").addErrback(lambda _: None)
-            self.lost.addTimeout(GOODBYE_TIMEOUT, reactor, lambda *_: None)
+            # Not a timeout on `lost`: cancelling it would fail whoever waits on it.
+            self._goodbye_timer = reactor.callLater(GOODBYE_TIMEOUT, self.transport.abortConnection)
         return self.lost
 
 
@@ -421,7 +469,12 @@ async def handshake(client: AdminClient, options: Options) -> Reply:
     except ConnectionLost:
         raise ClientError(f"{options.address} closed the connection at the handshake") from None
     if not reply.ok:
-        raise ClientError(f"the server at {options.address} refused the handshake: {reply.text}")
+        hint = ""
+        if reply.text == "another administrator is connected":
+            hint = " (the daemon allows one at a time unless started with --max-admins N)"
+        raise ClientError(
+            f"the server at {options.address} refused the handshake: {reply.text}{hint}"
+        )
     return reply
 
 

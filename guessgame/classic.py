@@ -282,7 +282,7 @@ class ClassicAdmin:
             players = self.admin.game.players.values()
             listing = "".join(f"{classic_address(p.address)}\r\n" for p in players)
             if listing:
-                self.transport.write(listing.encode("utf-8"))
+                self.admin.write_reply(listing.encode("utf-8"))
             self.transport.loseConnection()
         elif command == "hello":
             self.transport.write(ADMIN_GREETINGS)

@@ -19,27 +19,39 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, Protocol, TypeVar, cast
 
 from twisted.internet import defer, endpoints, error, fdesc, stdio
-from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import (
+    IHandshakeListener,
+    INegotiated,
+    IProtocol,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import Factory, connectionDone
+from twisted.internet.protocol import Protocol as BaseProtocol
 from twisted.protocols.basic import LineReceiver
 from twisted.python import usage
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from guessgame.lines import Transport
 
 __all__ = [
+    "CheckedConnection",
     "ClientError",
     "ClientOptions",
     "Console",
     "PipeConsole",
     "TerminalConsole",
     "before_shutdown",
+    "check_certificate",
     "completer",
     "connect",
     "describe_connect_error",
+    "describe_tls_error",
+    "endpoint_host",
     "erase_input",
     "error_line",
     "format_host_port",
+    "log_to_stderr",
     "open_console",
     "print_line",
     "run_main",
@@ -66,18 +78,17 @@ class ClientOptions(usage.Options):
     optParameters: list[list[Any]] = [
         ["host", None, None, "Host name or address of the server [default: 127.0.0.1]."],
         ["port", None, None, "TCP port of the server."],
-        [
-            "connect",
-            None,
-            None,
-            "A Twisted client endpoint string instead of --host/--port "
-            "(tcp:host=::1:port=4000, tls:example.org:4000, unix:/path).",
-        ],
+        ["connect", None, None, "A Twisted client endpoint string instead of --host/--port."],
     ]
 
     def __init__(self) -> None:
         super().__init__()
-        self.docs["port"] = f"TCP port of the server [default: {self.default_port}]."
+        port = self.default_port
+        self.docs["port"] = f"TCP port of the server [default: {port}]."
+        self.docs["connect"] = (
+            "A Twisted client endpoint string instead of --host/--port "
+            f"(tcp:host=127.0.0.1:port={port}, tls:example.org:{port}, unix:/path)."
+        )
 
     def opt_version(self) -> NoReturn:
         """Show the version of guessgame and exit."""
@@ -152,14 +163,175 @@ def describe_connect_error(failure: Failure, address: str) -> str:
 
 
 async def connect(reactor: Any, options: ClientOptions, build: Callable[[], P]) -> P:
-    """Connect a protocol from ``build`` to the server; `ClientError` on failure."""
+    """Connect a protocol from ``build`` to the server; `ClientError` on failure.
+
+    Over TLS the protocol is connected only once the server's certificate
+    has passed the check (trusted, and naming the host connected to): a
+    server that fails it never gets a byte from us.
+    """
     endpoint = options.endpoint(reactor)
-    factory: IProtocolFactory = Factory.forProtocol(cast(Any, build))
+    host = options["host"] if options["connect"] is None else endpoint_host(options["connect"])
+    address = options.address
+    factory = Factory.forProtocol(
+        cast(Any, lambda: CheckedConnection(reactor, build, host, address))
+    )
     try:
-        proto = cast(P, await endpoint.connect(factory))
+        checked = cast(CheckedConnection, await endpoint.connect(factory))
     except Exception:
-        raise ClientError(describe_connect_error(Failure(), options.address)) from None
-    return proto
+        raise ClientError(describe_connect_error(Failure(), address)) from None
+    return cast(P, await checked.ready)
+
+
+def endpoint_host(description: str) -> str | None:
+    r"""The host a client endpoint string names (``tls:HOST:PORT``, ``host=HOST``), if any.
+
+    Read as Twisted reads it: fields split at ``:``, ``\`` escapes the
+    next character, and ``key=value`` fields are named.
+    """
+    fields: list[tuple[str | None, str]] = []
+    key: str | None = None
+    text = ""
+    chars = iter(description)
+    for char in chars:
+        if char == "\\":
+            text += next(chars, "")
+        elif char == ":":
+            fields.append((key, text))
+            key, text = None, ""
+        elif char == "=" and key is None:
+            key, text = text, ""
+        else:
+            text += char
+    fields.append((key, text))
+    named = {name: value for name, value in fields if name is not None}
+    positional = [value for name, value in fields if name is None][1:]
+    host = named["host"] if "host" in named else positional[0] if positional else ""
+    return host or None
+
+
+def check_certificate(certificate: Any, host: str | None) -> str | None:
+    """Why the server's certificate does not prove it is ``host``; None when it does."""
+    from service_identity import CertificateError, VerificationError
+    from service_identity.cryptography import (
+        verify_certificate_hostname,
+        verify_certificate_ip_address,
+    )
+
+    if certificate is None:
+        return "the server sent no certificate"
+    if host is None:
+        return "no host name to check the server's certificate against"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    try:
+        if ip is None:
+            verify_certificate_hostname(certificate.to_cryptography(), host)
+        else:
+            verify_certificate_ip_address(certificate.to_cryptography(), str(ip))
+    except CertificateError as e:
+        if "subjectAltName" in str(e):
+            return "the server's certificate names no host (no subjectAltName) to check"
+        return f"the server's certificate cannot be checked: {e}"
+    except VerificationError:
+        return f"the server's certificate is not for {host}"
+    return None
+
+
+def describe_tls_error(reason: Failure, host: str | None) -> str:
+    """Why a TLS connection closed before its handshake completed."""
+    from OpenSSL import SSL
+    from service_identity import VerificationError
+
+    if reason.check(VerificationError):
+        return f"the server's certificate is not for {host}"
+    if reason.check(SSL.Error):
+        text = str(reason.value)
+        if "certificate verify failed" in text:
+            return "the server's certificate is not trusted (certificate verify failed)"
+        args = getattr(reason.value, "args", ())
+        errors = args[0] if args else []
+        details = ", ".join(str(e[-1]) for e in errors if isinstance(e, tuple)) or text
+        return f"the TLS handshake failed ({details})"
+    return "the server closed the connection during the TLS handshake"
+
+
+@implementer(IHandshakeListener)
+class CheckedConnection(BaseProtocol):
+    """A new connection, held until the server is known to be who it should be.
+
+    Over TLS, Twisted checks the certificate's trust and host name in the
+    handshake, but a certificate with no subjectAltName slips through its
+    check; so the host name is checked again here, once the handshake is
+    done and before anything is sent or received.  Then the connection is
+    handed to the protocol from ``build``, and `ready` fires with it; or
+    the connection is aborted and `ready` fails with a `ClientError`.  A
+    connection without TLS is handed over at once.
+    """
+
+    transport: Any  # a TLS transport, or a TCP or Unix one
+
+    def __init__(
+        self, reactor: Any, build: Callable[[], IProtocol], host: str | None, address: str
+    ) -> None:
+        self.reactor = reactor
+        self.build = build
+        self.host = host
+        self.address = address
+        self.inner: IProtocol | None = None
+        self.problem: str | None = None
+        #: Fires with the connected protocol, or fails with a `ClientError`.
+        self.ready: defer.Deferred[IProtocol] = defer.Deferred()
+        self._timer: Any = None
+
+    def connectionMade(self) -> None:
+        """Hand over at once without TLS; with it, wait (not forever) for the handshake."""
+        if INegotiated.providedBy(self.transport):
+            self._timer = self.reactor.callLater(CONNECT_TIMEOUT, self._no_handshake)
+        else:
+            self._hand_over()
+
+    def _no_handshake(self) -> None:
+        self._timer = None
+        self._refuse(f"no TLS handshake within {CONNECT_TIMEOUT} seconds")
+
+    def handshakeCompleted(self) -> None:
+        """Check the server's certificate against the host; hand over or refuse."""
+        self._stop_timer()
+        problem = check_certificate(self.transport.getPeerCertificate(), self.host)
+        if problem is not None:
+            self._refuse(problem)
+        else:
+            self._hand_over()
+
+    def _refuse(self, problem: str) -> None:
+        self.problem = problem
+        self.transport.abortConnection()
+
+    def _hand_over(self) -> None:
+        inner = self.inner = self.build()
+        inner.makeConnection(self.transport)
+        self.ready.callback(inner)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def dataReceived(self, data: bytes) -> None:
+        """Pass the server's bytes on, once handed over."""
+        if self.inner is not None:
+            self.inner.dataReceived(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Tell the protocol; or, before the hand-over, say why it failed."""
+        self._stop_timer()
+        if self.inner is not None:
+            self.inner.connectionLost(reason)
+        elif not self.ready.called:
+            problem = self.problem or describe_tls_error(reason, self.host)
+            self.ready.errback(ClientError(f"cannot connect to {self.address}: {problem}"))
 
 
 def run_main(
@@ -175,6 +347,7 @@ def run_main(
     """
     from twisted.internet import task
 
+    log_to_stderr()
     try:
         options.parseOptions(sys.argv[1:] if argv is None else argv)
     except usage.UsageError as e:
@@ -196,6 +369,34 @@ def run_main(
         raise SystemExit(status)
 
     task.react(lambda reactor: defer.ensureDeferred(guarded(reactor)))
+
+
+def log_to_stderr() -> None:
+    """Print Twisted's warnings and errors on standard error, as text.
+
+    One is left out: Twisted's own certificate check logs a traceback for
+    a certificate without subjectAltName, which `CheckedConnection` then
+    refuses with one line of its own.
+    """
+    from service_identity import CertificateError
+    from twisted.logger import ILogObserver, LogLevel, eventAsText, globalLogBeginner
+
+    def observe(event: dict[str, Any]) -> None:
+        level = event.get("log_level")
+        if level is None or level < LogLevel.warn:
+            return
+        failure = event.get("log_failure")
+        if (
+            event.get("log_namespace") == "twisted.internet._sslverify"
+            and failure is not None
+            and failure.check(CertificateError)
+        ):
+            return
+        text = eventAsText(event, includeTimestamp=False, includeSystem=False)
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    globalLogBeginner.beginLoggingTo([cast(ILogObserver, observe)], redirectStandardIO=False)
 
 
 def before_shutdown(reactor: Any, leave: Callable[[], object]) -> Callable[[], None]:

@@ -171,4 +171,4 @@ class PlayerConnection(LimitedLineReceiver):
         self._gone = True  # nothing more is queued for it
         self._leave_reason = "error"
         self.game.leave(self.player, "error")
-        self.transport.abortConnection()
+        self.drop()

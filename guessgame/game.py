@@ -13,13 +13,14 @@ from __future__ import annotations
 import enum
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from guessgame.leaderboard import Leaderboard
 from guessgame.store import NAME_PATTERN, Counters, LeaderboardEntry, MemoryStore, Store
@@ -32,12 +33,15 @@ __all__ = [
     "GuessOutcome",
     "GuessResult",
     "Joined",
+    "Kicked",
     "Left",
     "NameResult",
+    "NewRound",
     "Player",
     "PlayerLink",
     "Renamed",
     "RoundStarted",
+    "Said",
     "Win",
     "Won",
     "parse_range",
@@ -119,12 +123,17 @@ class Left:
 
 @dataclass(frozen=True, slots=True)
 class Won:
-    """A player guessed its secret ``number`` in ``guesses`` guesses."""
+    """A player guessed its secret ``number`` in ``guesses`` guesses.
+
+    ``saved`` is the win's `Win.saved`: it fires once the store has the
+    win (observers may time it; they must pass its result on).
+    """
 
     id: int
     name: str
     number: int
     guesses: int
+    saved: defer.Deferred[None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +154,35 @@ class Renamed:
     new: str
 
 
-Event = Joined | Left | Won | RoundStarted | Renamed
+# What the administrator did, for observers that keep a record (the
+# event log); the admin port's EVENT lines leave them out.
+
+
+@dataclass(frozen=True, slots=True)
+class Kicked:
+    """The administrator removed a player (its `Left` follows)."""
+
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Said:
+    """The administrator sent ``text`` to every player."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewRound:
+    """The administrator started round ``round`` (its `RoundStarted` came first)."""
+
+    round: int
+    lo: int
+    hi: int
+
+
+Event = Joined | Left | Won | RoundStarted | Renamed | Kicked | Said | NewRound
 
 
 class GameObserver(Protocol):
@@ -267,8 +304,17 @@ class Game(Service):
         done: defer.Deferred[None] = defer.Deferred()
 
         def finish(_: object) -> None:
-            d = self.store.close()
+            d = defer.maybeDeferred(self.store.close)
+            d.addErrback(closing_failed)
             d.addBoth(lambda _: done.callback(None) if not done.called else None)
+
+        def closing_failed(failure: Failure) -> None:
+            # What the store could not write is lost: say so where the
+            # operator looks, in one line.
+            log.error(
+                "the database did not close cleanly: {error}",
+                error=failure.getErrorMessage(),
+            )
 
         defer.DeferredList(closing, consumeErrors=True).addBoth(finish)
         return done
@@ -348,6 +394,7 @@ class Game(Service):
         if player is None:
             return False
         player.link.notice("*** You have been removed by the administrator. Goodbye!")
+        self._emit(Kicked(player.id, player.name))
         self.leave(player, "kicked")
         player.link.close()
         return True
@@ -355,6 +402,7 @@ class Game(Service):
     def say(self, text: str) -> int:
         """Send the administrator's message to every player; return how many got it."""
         notice = f"*** Message from the administrator: {text}"
+        self._emit(Said(text))
         reached = 0
         for player in list(self.players.values()):
             player.link.notice(notice)
@@ -376,6 +424,7 @@ class Game(Service):
     def new_round(self) -> int:
         """The administrator's ``newround``: fresh secrets for every player."""
         number = self._new_round()
+        self._emit(NewRound(number, self.lo, self.hi))
         notice = (
             f"*** The administrator started a new round. Pick a number between {self.range_text}"
         )
@@ -422,13 +471,14 @@ class Game(Service):
             self._leaderboard.record(entry)
         saved = self.store.record_win(entry)
         log.info(
-            "player {id} ({name}) won with {number} in {guesses} guesses",
+            "player {id} ({name}) won with {number} in {counted}",
             id=player.id,
             name=player.name,
             number=number,
             guesses=guesses,
+            counted=plural(guesses, "guess"),
         )
-        self._emit(Won(player.id, player.name, number, guesses))
+        self._emit(Won(player.id, player.name, number, guesses, saved))
         # The winner is done: it no longer takes part in rounds or notices.
         player.guesses = 0
         if not player.own_secret:

@@ -10,7 +10,8 @@ says when a limit hits it:
 - `LimitedLineReceiver`: a `GuardedLineReceiver` with the idle timeout, the
   line rate limit and the output cap.  Subclasses decide what a warning,
   an idle close and an output overflow look like on the wire.
-- `OutputCap`: the push producer behind the output cap.
+- `OutputCap`: the push producer behind the output cap (which the admin
+  port uses too).
 
 The per-line cost is kept small on purpose: the idle timeout notes the
 time of each packet that completes a line and one timer per connection
@@ -29,8 +30,10 @@ from typing import Any
 from twisted.internet import address
 from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
 from zope.interface import implementer
 
+from guessgame.hangup import reset_after_close
 from guessgame.lines import GuardedLineReceiver
 
 __all__ = [
@@ -42,6 +45,7 @@ __all__ = [
     "LimitedLineReceiver",
     "Limits",
     "OutputCap",
+    "carrier_of",
     "raise_open_file_limit",
 ]
 
@@ -140,6 +144,17 @@ class ConnectionCounter:
                 self.per_host.pop(host, None)
 
 
+def carrier_of(transport: Any) -> Any:
+    """The transport that holds a connection's unsent bytes.
+
+    Below TLS (and any other `ProtocolWrapper`) that is the TCP transport
+    it wraps: what waits there is what the peer has not taken.
+    """
+    while isinstance(transport, ProtocolWrapper) and transport.transport is not None:
+        transport = transport.transport
+    return transport
+
+
 @implementer(IPushProducer)
 class OutputCap:
     """Stands as a transport's streaming producer to learn of unsent bytes.
@@ -147,22 +162,42 @@ class OutputCap:
     A Twisted transport calls ``pauseProducing`` on its streaming producer
     when more than its ``bufferSize`` bytes wait to be sent; nothing here
     produces, so that call means the peer stopped reading.
+
+    Over TLS the cap stands on the TCP transport below it, not on the TLS
+    layer: there ``--max-output`` counts the bytes that wait for the peer,
+    output held while the handshake is under way is not taken for a peer
+    that stopped reading, and ``loseConnection`` does not wait for a
+    producer to be unregistered (the TLS layer holds its close until then).
     """
 
-    def __init__(self, overflow: Callable[[], None]) -> None:
+    def __init__(self, carrier: Any, limit: int, overflow: Callable[[], None]) -> None:
+        self._carrier = carrier
+        self.limit = limit
         self._overflow = overflow
 
     @classmethod
-    def attach(cls, transport: Any, limit: int, overflow: Callable[[], None]) -> bool:
-        """Call ``overflow`` once more than ``limit`` bytes wait unsent.
+    def attach(cls, transport: Any, limit: int, overflow: Callable[[], None]) -> OutputCap | None:
+        """Call ``overflow`` once more than ``limit`` bytes wait unsent; return the cap.
 
-        Returns False for a transport that cannot tell (no producer support).
+        Returns None for a transport that cannot tell (no producer support).
         """
-        if getattr(transport, "registerProducer", None) is None:
-            return False
-        transport.bufferSize = limit
-        transport.registerProducer(cls(overflow), True)
-        return True
+        carrier = carrier_of(transport)
+        if getattr(carrier, "registerProducer", None) is None:
+            return None
+        cap = cls(carrier, limit, overflow)
+        carrier.bufferSize = limit
+        carrier.registerProducer(cap, True)
+        return cap
+
+    def make_room(self, size: int) -> None:
+        """Let one write of ``size`` bytes through whole, however large.
+
+        From then on the cap is ``limit`` bytes beyond such a write (with a
+        little more for what TLS adds to it): still a bound, as the largest
+        write is.
+        """
+        room = self.limit + size + size // 256
+        self._carrier.bufferSize = max(self._carrier.bufferSize, room)
 
     def pauseProducing(self) -> None:
         """The transport holds more than its buffer size: overflow."""
@@ -235,10 +270,14 @@ class LimitedLineReceiver(GuardedLineReceiver):
                 call.cancel()
 
     def finish(self) -> None:
-        """Close once what was sent is flushed; abort a peer that will not take it."""
+        """Close once what was sent is flushed; abort a peer that will not take it.
+
+        A TCP close ends in a reset once the peer has it all, so that nc exits.
+        """
         self.transport.loseConnection()
         if self._linger is None:
             self._linger = self.clock.callLater(CLOSE_GRACE, self.transport.abortConnection)
+            reset_after_close(self.transport, CLOSE_GRACE)
 
     # Per line: keep this cheap.
 

@@ -1,15 +1,19 @@
 """Line handling shared by both ports: framing, limits, telnet, UTF-8.
 
 `GuardedLineReceiver` is a `LineReceiver` that accepts LF or CRLF, filters
-telnet negotiation, refuses a line longer than ``max_line`` (or that many
-bytes with no line end), and hands each line on as text with surrounding
-white space removed, or ``None`` when the bytes are not valid UTF-8.
-Subclasses say what a refused line, an interrupt and a line of text mean.
+telnet negotiation, refuses a line longer than ``max_line`` (telnet
+commands included, its line end not) or more than that many bytes with no
+line end, applies a terminal's line editing (`edit_line`), and hands each
+line on as text with surrounding white space removed, or ``None`` when the
+bytes are not valid UTF-8.  Subclasses say what a refused line, an
+interrupt and a line of text mean; `GuardedLineReceiver.drop` aborts a
+connection so that nothing it sent is handled any more.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from typing import Protocol
 
 from twisted.internet import address
@@ -17,9 +21,9 @@ from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReact
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
-from guessgame.telnet import TelnetFilter
+from guessgame.telnet import Filtered, TelnetFilter
 
-__all__ = ["GuardedLineReceiver", "Transport", "encode_line", "format_address"]
+__all__ = ["GuardedLineReceiver", "Transport", "edit_line", "encode_line", "format_address"]
 
 
 class Transport(Protocol):
@@ -59,6 +63,36 @@ def format_address(addr: IAddress) -> str:
     if isinstance(addr, address.IPv4Address):
         return f"{addr.host}:{addr.port}"
     return "unix:0"
+
+
+#: An ANSI escape sequence: ``ESC [`` parameters, intermediates and a final
+#: byte (CSI), or ``ESC O`` and one byte (SS3): what arrow and function keys send.
+_ESCAPE = re.compile(rb"\x1b(?:\[[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]|O.)", re.DOTALL)
+
+
+def edit_line(line: bytes) -> bytes:
+    """Apply a terminal's line editing to one line (PROTOCOL.md, Framing).
+
+    ANSI escape sequences are dropped; then each BS (0x08) or DEL (0x7F)
+    erases the character before it in the line (a whole UTF-8 sequence),
+    or nothing at the start of the line.
+    """
+    line = _ESCAPE.sub(b"", line)
+    if b"\x08" not in line and b"\x7f" not in line:
+        return line
+    out = bytearray()
+    for byte in line:
+        if byte not in (0x08, 0x7F):
+            out.append(byte)
+        elif out:
+            start = len(out) - 1
+            # Back over up to three UTF-8 continuation bytes to their lead.
+            while start > 0 and len(out) - start < 4 and 0x80 <= out[start] <= 0xBF:
+                start -= 1
+            if out[start] < 0xC0:
+                start = len(out) - 1  # no lead byte: erase one byte
+            del out[start:]
+    return bytes(out)
 
 
 #: The holds of a connection that reads: one shared empty set for all.
@@ -137,53 +171,116 @@ class GuardedLineReceiver(LineReceiver):
                 # The peer half-closed while lines waited: all are answered now.
                 self.transport.loseConnection()
 
+    def drop(self) -> None:
+        """Abort the connection: nothing it sent that is not handled yet will be.
+
+        An abort, unlike a close, does not mark a TCP transport as
+        disconnecting, and the lines already buffered would still be
+        handled; a hold that is never released stops them.
+        """
+        self.hold("dropped")
+        self._buffer = b""
+        if self._telnet is not None:
+            self._telnet.unparsed = b""
+        self.transport.abortConnection()
+
     # Framing.
 
     def dataReceived(self, data: bytes) -> None:
         """Filter telnet commands, frame lines, and enforce the line limit."""
         if self.transport.disconnecting:
             return  # closing: what arrives now gets no answer
-        if self._now is not None and b"\n" in data:
-            self.last_line = self._now()
         telnet = self._telnet
         if (telnet is None or telnet.passes) and b"\xff" not in data:
-            # Plain data, the usual case: no telnet sequence to take apart.
+            # Plain data, the usual case: no telnet sequence to take apart,
+            # and every LF in it ends a line.
+            if self._now is not None and b"\n" in data:
+                self.last_line = self._now()
             LineReceiver.dataReceived(self, data)
-            if len(self._buffer) >= self.max_line and not self.transport.disconnecting:
+            if len(self._buffer) > self.max_line and not self.transport.disconnecting:
                 self._check_unterminated()
             return
         if telnet is None:
-            telnet = self._telnet = TelnetFilter()
-        for part in telnet.feed(data):
+            telnet = self._telnet = TelnetFilter(self.max_line)
+        self._filter(telnet, data)
+
+    def _filter(self, telnet: TelnetFilter, data: bytes) -> None:
+        """Parse ``data`` through the telnet filter one line at a time.
+
+        Each step parses one line's worth of bytes at most, and parsing
+        stops while the connection is held (a rate limit, a win being
+        saved): the rest waits, unparsed, until reading resumes.  So the
+        work one packet costs is bounded by the lines it may have handled,
+        however large the packet.
+        """
+        if telnet.unparsed:
+            data = telnet.unparsed + data
+            telnet.unparsed = b""
+        elif not data:
+            # Reading resumes with nothing left unparsed: answer held lines.
+            LineReceiver.dataReceived(self, b"")
+            return
+        step = self.max_line + 2
+        start = 0
+        size = len(data)
+        while start < size:
+            if self.paused or self.transport.disconnecting:
+                if self.paused and not self.transport.disconnecting:
+                    telnet.unparsed = data[start:]
+                    telnet.passes = False
+                return
+            if telnet.passes and data.find(b"\xff", start) < 0:
+                # Back to plain data (a paste after one negotiation, say).
+                self.dataReceived(data[start:])
+                return
+            end = data.find(b"\n", start, start + step)
+            stop = end + 1 if end >= 0 else min(size, start + step)
+            if telnet.passes:
+                telnet.resync(self._buffer)
+            if self._filter_step(telnet.feed(data[start:stop])):
+                return
+            start = stop
+
+    def _filter_step(self, parts: list[Filtered]) -> bool:
+        """Hand filtered parts on; whether the connection is done reading."""
+        for part in parts:
+            if self._now is not None and b"\n" in part.data:
+                self.last_line = self._now()
             LineReceiver.dataReceived(self, part.data)
             if self.transport.disconnecting:
-                return
-            if len(self._buffer) >= self.max_line and self._check_unterminated():
-                return
+                return True
+            if part.too_long:
+                self.lineLengthExceeded(b"")
+                return True
+            if len(self._buffer) > self.max_line and self._check_unterminated():
+                return True
             if part.reply:
                 self.transport.write(part.reply)
             if part.interrupt:
                 self.interrupted()
-                return
+                return True
+        return False
 
     def _check_unterminated(self) -> bool:
-        """Refuse ``max_line`` bytes with no line end; whether it did."""
+        """Refuse more than ``max_line`` bytes with no line end; whether it did."""
         buffered = self._buffer
         unterminated = len(buffered) - buffered.rfind(b"\n") - 1
         # A CR last may be the first half of a CRLF line end.
         unterminated -= buffered.endswith(b"\r")
-        if unterminated >= self.max_line:
+        if unterminated > self.max_line:
             self.lineLengthExceeded(buffered)
             return True
         return False
 
     def lineReceived(self, line: bytes) -> None:
-        """Decode and strip one line, then pass it on."""
+        """Decode, edit and strip one line, then pass it on."""
         if line.endswith(b"\r"):
             line = line[:-1]
         if len(line) > self.max_line:
             self.lineLengthExceeded(line)
             return
+        if b"\x1b" in line or b"\x08" in line or b"\x7f" in line:
+            line = edit_line(line)
         try:
             # Spaces and tabs around a line are ignored; other control
             # characters are input (and make it invalid), not white space.

@@ -257,6 +257,7 @@ class PlayerClient(LineReceiver):
         #: Fires with the exit status once the connection is gone.
         self.finished: defer.Deferred[int] = defer.Deferred()
         self._greeting_timer: Any = None
+        self._goodbye_timer: Any = None
         self.gone = False
 
     # Output.
@@ -294,6 +295,7 @@ class PlayerClient(LineReceiver):
         ending = ending_of(text)
         if ending is not None:
             self.ending = ending
+            self._expect_close()
             return
         if text.startswith("*** "):
             if self.search is not None and restarts_round(text) and self.range is not None:
@@ -322,9 +324,11 @@ class PlayerClient(LineReceiver):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Work out the exit status and say what happened."""
         self.gone = True
-        if self._greeting_timer is not None:
-            self._greeting_timer.cancel()
-            self._greeting_timer = None
+        for name in ("_greeting_timer", "_goodbye_timer"):
+            timer = getattr(self, name)
+            setattr(self, name, None)
+            if timer is not None and timer.active():
+                timer.cancel()
         ending = self.ending
         if ending is None:
             if self.quitting:
@@ -376,6 +380,7 @@ class PlayerClient(LineReceiver):
             return
         if kind is Input.QUIT:
             self.quitting = True
+            self._expect_close()
         self.send(line.strip())
 
     def leave(self) -> defer.Deferred[int]:
@@ -386,13 +391,19 @@ class PlayerClient(LineReceiver):
                 # Leave the line being typed as it is; what follows goes below it.
                 self.console.close()
             self.sendLine(b"quit")
-            self.finished.addTimeout(GOODBYE_TIMEOUT, self.reactor, self._gone_anyway)
+            self._expect_close()
         return self.finished
 
-    def _gone_anyway(self, result: object, timeout: float) -> int:
-        if self.transport is not None:
-            self.transport.abortConnection()
-        return EXIT_OK
+    def _expect_close(self) -> None:
+        """The server closes next; give it a while, then close ourselves."""
+        # Not a timeout on `finished`: cancelling it would fail whoever waits on it.
+        if self._goodbye_timer is None and not self.gone:
+            self._goodbye_timer = self.reactor.callLater(GOODBYE_TIMEOUT, self._gone_anyway)
+
+    def _gone_anyway(self) -> None:
+        """The server did not close after our goodbye: close it ourselves."""
+        self._goodbye_timer = None
+        self.transport.abortConnection()
 
 
 async def play(reactor: Any, options: Options) -> int:

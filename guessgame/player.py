@@ -9,6 +9,8 @@ protocol answers a limit with its notice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.internet import protocol
 from twisted.internet.interfaces import IAddress
 
@@ -134,8 +136,11 @@ class PlayerFactory(protocol.Factory[protocol.Protocol]):
         max_line: int = 512,
         limits: Limits | None = None,
         classic_wait: float = 0.0,
+        count_connection: Callable[[str], None] | None = None,
     ) -> None:
         self.game = game
+        #: Told ``"accepted"`` or ``"refused"`` for each connection (the metrics).
+        self.count_connection = count_connection or _ignore
         self.max_line = max_line
         self.limits = limits if limits is not None else Limits()
         self.connections = ConnectionCounter(self.limits)
@@ -164,8 +169,14 @@ class PlayerFactory(protocol.Factory[protocol.Protocol]):
 
     def admit(self, addr: IAddress | None) -> str | None:
         """Count a new connection, or return the notice that refuses it."""
-        return self.connections.admit(addr)
+        refusal = self.connections.admit(addr)
+        self.count_connection("accepted" if refusal is None else "refused")
+        return refusal
 
     def release(self, addr: IAddress | None) -> None:
         """Forget a connection that `admit` let in."""
         self.connections.release(addr)
+
+
+def _ignore(result: str) -> None:
+    """Count nothing (no metrics)."""

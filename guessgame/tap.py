@@ -1,41 +1,78 @@
 """``twistd guessgame``: the command-line options and the service tree.
 
 `Options` reads and checks the command line; `makeService` builds one
-`Game` and two listeners (players and administrator) that share it.
+`Game` and two listeners (players and administrator) that share it, under
+a `Daemon` whose stop no client can hold, and an `Announcement` that says
+at start what runs and how to join.  `StopSignals` makes SIGTERM and
+SIGINT a clean stop, and a second one an immediate exit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
+import os
 import random
 import re
 import signal
+import socket
+import sys
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from twisted.application import service
-from twisted.internet import endpoints
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.internet import defer, endpoints
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.interfaces import (
+    IAddress,
+    IListeningPort,
+    IProtocolFactory,
+    IReactorCore,
+    IReactorFDSet,
+    IStreamServerEndpoint,
+)
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+from guessgame import __version__
 from guessgame.admin import AdminFactory
-from guessgame.game import MODES, Game, parse_range
+from guessgame.game import MODES, Game, parse_range, plural
 from guessgame.limits import Limits, raise_open_file_limit
 from guessgame.lines import format_address
+from guessgame.ops.eventlog import EventLog, open_event_log, reopen_on_sighup
+from guessgame.ops.metrics import ConnectionCounts, Metrics, MetricsSite
+from guessgame.ops.systemd import ReadyNotifier, socket_is_local
+from guessgame.ops.tls import load_ca, mutual_tls_endpoint
 from guessgame.player import PlayerFactory
 from guessgame.sqlstore import StoreError, open_store
 from guessgame.store import MemoryStore, Store
+from guessgame.web.site import make_site, page_url
 
-__all__ = ["FileLimit", "Listener", "Options", "is_local_endpoint", "makeService", "open_database"]
+__all__ = [
+    "Announcement",
+    "Daemon",
+    "FileLimit",
+    "Listener",
+    "Options",
+    "StopSignals",
+    "describe_database",
+    "how_to_connect",
+    "is_local_endpoint",
+    "makeService",
+    "open_database",
+]
 
 log = Logger()
 
 #: File descriptors kept for what is not a player: listeners, the
 #: administrator, the database, the log.
 RESERVED_FILES = 32
+
+#: Seconds into a stop after which a connection still open is aborted.
+STOP_GRACE = 5.0
 
 #: The listen backlog given to TCP player endpoints that name none: room
 #: for thousands of players connecting at once (Twisted's default is 50).
@@ -62,6 +99,13 @@ class Options(usage.Options):
             f"get backlog={PLAYER_BACKLOG}).",
         ],
         ["admin", None, "tcp:4001:interface=127.0.0.1", "Endpoint the administrator connects to."],
+        [
+            "web",
+            None,
+            "tcp:4002",
+            "Endpoint of the web page, its JSON API and play in a browser "
+            "(ssl: for HTTPS; off: no web port).",
+        ],
         ["range", None, "1-30", "The secret is a whole number in LO-HI (0 <= LO < HI)."],
         [
             "mode",
@@ -134,10 +178,49 @@ class Options(usage.Options):
             "max-output",
             None,
             "65536",
-            "Close a player connection with more than this many bytes waiting to "
-            "be sent (a player that stopped reading).",
+            "Close a player or admin connection with more than this many bytes "
+            "waiting to be sent (a client that stopped reading).",
+        ],
+        [
+            "metrics",
+            None,
+            None,
+            "Endpoint serving Prometheus metrics at /metrics, like "
+            "tcp:9400:interface=127.0.0.1 (default: off).",
+        ],
+        [
+            "event-log",
+            None,
+            None,
+            "Append every game event to this file as JSON Lines; SIGHUP reopens it.",
+        ],
+        [
+            "admin-ca",
+            None,
+            None,
+            "With an ssl: admin endpoint, admit only administrators whose client "
+            "certificate this PEM CA signed (mutual TLS; may listen beyond loopback "
+            "without a token).",
         ],
     ]
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """Parse and check ``options``; under twistd, a mistake is one line on stderr.
+
+        twistd prints its whole usage, some 50 lines, before the error,
+        which then scrolls by unseen.  A plugin cannot change what twistd
+        prints, but it can end the program itself: the error, alone on the
+        first line, a pointer to ``--help``, and exit status 1.  Used on its
+        own (in tests), it raises `UsageError` as any `usage.Options` does.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if self.parent is None:
+                raise
+            raise SystemExit(
+                f"twistd guessgame: {e}\n(twistd guessgame --help lists the options)"
+            ) from None
 
     def postOptions(self) -> None:
         """Check every value and combination; raise `UsageError` on a bad one."""
@@ -159,13 +242,45 @@ class Options(usage.Options):
             raise usage.UsageError("--db needs a file name (or :memory: to keep nothing)")
         for name in ("player", "admin"):
             _check_endpoint(name, self[name])
-        if self["token"] is None and not is_local_endpoint(self["admin"]):
+        if self["web"] != "off":
+            _check_endpoint("web", self["web"])
+        self._check_ops()
+        if (
+            self["token"] is None
+            and not is_local_endpoint(self["admin"])
+            and self["admin-ca"] is None
+        ):
             raise usage.UsageError(
                 f"--admin {self['admin']!r} is not a loopback endpoint (only tcp: or "
                 "tcp6: with interface=127.x.x.x or ::1, and unix:, count as local); "
                 "set --admin-token or --admin-token-file before opening the admin "
                 "port to the network"
             )
+
+    def _check_ops(self) -> None:
+        """Check --metrics, --event-log and --admin-ca."""
+        if self["metrics"] == "off":
+            self["metrics"] = None
+        if self["metrics"] is not None:
+            _check_endpoint("metrics", self["metrics"])
+        path = self["event-log"]
+        if path is not None:
+            try:
+                os.close(open_event_log(path))
+            except OSError as e:
+                raise usage.UsageError(
+                    f"--event-log: cannot append to {path}: {e.strerror}"
+                ) from None
+        if self["admin-ca"] is not None:
+            if _split_endpoint(self["admin"])[0].strip().lower() != "ssl":
+                raise usage.UsageError(
+                    f"--admin-ca needs an ssl: admin endpoint (like ssl:4001:"
+                    f"privateKey=key.pem:certKey=cert.pem), not {self['admin']!r}"
+                )
+            try:
+                load_ca(self["admin-ca"])
+            except ValueError as e:
+                raise usage.UsageError(f"--admin-ca: {e}") from None
 
     def limits(self) -> Limits:
         """The player port's limits, from the checked options."""
@@ -235,17 +350,26 @@ def _split_endpoint(description: str) -> list[str]:
 def is_local_endpoint(description: str) -> bool:
     """Whether only this machine can reach ``description``.
 
-    ``unix:`` endpoints are local, and ``tcp:``/``tcp6:`` endpoints whose
-    interface is in 127.0.0.0/8 or is ``::1``; anything else (no interface,
-    a host name, TLS, systemd sockets) is not.
+    ``unix:`` endpoints are local, ``tcp:``/``tcp6:`` endpoints whose
+    interface is in 127.0.0.0/8 or is ``::1``, and ``systemd:...:name=NAME``
+    sockets that systemd bound to such an address; anything else (no
+    interface, a host name, TLS) is not.
     """
     kind, *args = _split_endpoint(description)
     kind = kind.strip().lower()
     if kind == "unix":
         return True
+    named = dict(arg.split("=", 1) for arg in args if "=" in arg)
+    if kind == "systemd":
+        from twisted.internet import reactor
+
+        try:
+            adopted = endpoints.serverFromString(reactor, description)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            return False
+        return socket_is_local(adopted.fileno)
     if kind not in ("tcp", "tcp6"):
         return False
-    named = dict(arg.split("=", 1) for arg in args if "=" in arg)
     positional = [arg for arg in args if "=" not in arg]
     interface = named.get("interface", positional[1] if len(positional) > 1 else "")
     try:
@@ -301,30 +425,69 @@ class FileLimit(service.Service):
 class Listener(service.Service):
     """Listens on an endpoint while running and logs the address bound.
 
-    Like `twisted.application.strports.service`, a port that cannot be
-    bound raises at start-up, so ``twistd`` fails instead of running deaf.
+    It listens in ``privilegedStartService``, as Twisted's own servers do,
+    so that a port that cannot be opened stops the daemon before anything
+    else has started: one log line naming the endpoint and the reason, and
+    exit status 1.
     """
 
     port: IListeningPort | None = None
 
     def __init__(
-        self, role: str, endpoint: IStreamServerEndpoint, factory: IProtocolFactory
+        self,
+        role: str,
+        description: str,
+        endpoint: IStreamServerEndpoint,
+        factory: IProtocolFactory,
+        reactor: Any,
     ) -> None:
         self.role = role
+        self.description = description
         self.endpoint = endpoint
         self.factory = factory
+        self.reactor = reactor
+        #: The port bound, kept after it stops listening: its connections
+        #: may outlive it, and the stop's deadline looks for them.
+        self.bound: IListeningPort | None = None
+
+    def privilegedStartService(self) -> None:
+        """Listen (before privileges are shed, and before any service starts)."""
+        super().privilegedStartService()
+        self._listen()
 
     def startService(self) -> None:
-        """Start listening; raise at once if the endpoint refuses."""
+        """Listen, unless ``privilegedStartService`` did."""
         super().startService()
+        if self.port is None:
+            self._listen()
+
+    def _listen(self) -> None:
         failures: list[Failure] = []
         d = self.endpoint.listen(self.factory)
         d.addCallbacks(self._listening, failures.append)
         if failures:
-            failures[0].raiseException()
+            error = failures[0].value
+            socket_error = getattr(error, "socketError", None)
+            reason = getattr(socket_error, "strerror", None) or str(error)
+            log.critical(
+                "cannot open the {role} port {endpoint}: {reason}",
+                role=self.role,
+                endpoint=self.description,
+                reason=reason,
+            )
+            raise SystemExit(1)
 
     def _listening(self, port: IListeningPort) -> None:
-        self.port = port
+        self.port = self.bound = port
+        if self.role == "web":
+            secure = self.description.split(":", 1)[0].strip().lower() == "ssl"
+            log.info(
+                "{role} port listening on {address}: the game page is at {url}",
+                role=self.role,
+                address=format_address(port.getHost()),
+                url=page_url(port.getHost(), secure),
+            )
+            return
         log.info(
             "{role} port listening on {address}",
             role=self.role,
@@ -339,21 +502,184 @@ class Listener(service.Service):
             return port.stopListening()
         return None
 
+    def abort_connections(self) -> int:
+        """Abort every connection this port accepted that is still open; how many.
 
-def exit_cleanly_on_sigterm(reactor: Any) -> None:
-    """Make SIGTERM an orderly shutdown that exits with status 0.
+        They are found where the reactor keeps them, whatever protocol owns
+        them now (a TLS layer, a dialect handed over): the same set that
+        the reactor itself disconnects at the end of a shutdown.
+        """
+        if self.bound is None or not IReactorFDSet.providedBy(self.reactor):
+            return 0
+        found = {*self.reactor.getReaders(), *self.reactor.getWriters()}
+        mine: list[Any] = [fd for fd in found if getattr(fd, "server", None) is self.bound]
+        for connection in mine:
+            connection.abortConnection()
+        return len(mine)
 
-    twistd re-raises a terminating signal after shutting down, so the exit
-    status would say "killed"; SIGTERM is how operators and service managers
-    ask a daemon to stop, and a clean stop should read as success.
+
+class Daemon(service.MultiService):
+    """The daemon's service tree, whose stop is bounded in time.
+
+    When the stop begins, players are told and every connection is asked
+    to close; one still open `STOP_GRACE` seconds later (a client that
+    stopped reading) is aborted, so that no client can hold the stop.
     """
 
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        log.info("received SIGTERM, shutting down")
-        reactor.callFromThread(reactor.stop)
+    def __init__(self, reactor: Any) -> None:
+        super().__init__()
+        self.reactor = reactor
 
-    # After startup, so that this replaces the reactor's own handler.
-    reactor.callWhenRunning(signal.signal, signal.SIGTERM, on_sigterm)
+    def stopService(self) -> defer.Deferred[None]:
+        """Stop every service; abort the connections left after `STOP_GRACE`."""
+        deadline = self.reactor.callLater(STOP_GRACE, self._abort_the_rest)
+        d: defer.Deferred[None] = defer.maybeDeferred(super().stopService)
+
+        def stopped(result: object) -> object:
+            if deadline.active():
+                deadline.cancel()
+            return result
+
+        return d.addBoth(stopped)
+
+    def _abort_the_rest(self) -> None:
+        aborted = sum(child.abort_connections() for child in self if isinstance(child, Listener))
+        if aborted:
+            log.warn(
+                "{count} still open {grace:g} seconds into the stop: aborted",
+                count=plural(aborted, "connection"),
+                grace=STOP_GRACE,
+            )
+
+
+class StopSignals:
+    """SIGTERM and SIGINT: the first stops the daemon in order, a second at once.
+
+    twistd would re-raise the signal once stopped, so the exit status would
+    say "killed"; a stop asked for is a clean one and exits with status 0.
+    A second signal during the stop (an operator who will not wait) ends
+    the process at once with status 1.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        #: A signal asked for the stop; the reactor has not begun it yet.
+        self.requested = False
+        #: The stop has begun.
+        self.stopping = False
+
+    def install(self) -> None:
+        """Take over both signals once the reactor runs (it sets its own at start)."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.reactor.callWhenRunning(signal.signal, signum, self.received)
+
+    def received(self, signum: int, frame: FrameType | None) -> None:
+        """Stop on the first signal; exit at once on one that comes during the stop.
+
+        A signal sent to a whole process group (``timeout``, ``kill -INT
+        -PGID``) may arrive twice before the reactor looks: until the stop
+        has begun, a repeat is the same request.
+        """
+        name = signal.Signals(signum).name
+        if self.stopping:
+            log.warn("received {signal} during the stop: exiting at once", signal=name)
+            for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+                with contextlib.suppress(Exception):
+                    if stream is not None:
+                        stream.flush()
+            os._exit(1)
+        if self.requested:
+            return
+        self.requested = True
+        log.info("received {signal}, shutting down", signal=name)
+        self.reactor.callFromThread(self._begin)
+
+    def _begin(self) -> None:
+        self.stopping = True
+        self.reactor.stop()
+
+
+def describe_database(path: str) -> str:
+    """``--db`` as the start-up log shows it: where, without a password."""
+    if path == ":memory:":
+        return ":memory: (nothing is kept)"
+    if "://" in path:
+        parts = urlsplit(path)
+        if parts.password is None:
+            return path
+        user = f"{parts.username}:" if parts.username else ":"
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
+    return os.path.abspath(path)
+
+
+#: Hosts a port listens on when it listens on every interface.
+EVERY_INTERFACE = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def how_to_connect(description: str, address: IAddress, hostname: str) -> str:
+    """The start-up log's line on how players reach the port bound at ``address``.
+
+    ``description`` is the endpoint as given (it says whether TLS is
+    spoken); ``hostname`` stands for this machine where every interface
+    listens.
+    """
+    if isinstance(address, UNIXAddress):
+        name = address.name
+        path = os.fsdecode(name) if name is not None else "?"
+        return f"players connect with: nc -U {path}"
+    if not isinstance(address, (IPv4Address, IPv6Address)):
+        return f"players connect to {address}"
+    tls = description.split(":", 1)[0].strip().lower() in ("ssl", "tls")
+
+    def command(host: str) -> str:
+        if tls:
+            target = f"[{host}]:{address.port}" if ":" in host else f"{host}:{address.port}"
+            return f"openssl s_client -quiet -connect {target}"
+        return f"nc {host} {address.port}"
+
+    local = EVERY_INTERFACE.get(address.host)
+    if local is None:
+        return f"players connect with: {command(address.host)}"
+    return (
+        "the player port is open on every interface: players connect with: "
+        f"{command(hostname)} ({command(local)} on this machine)"
+    )
+
+
+class Announcement(service.Service):
+    """At start, once the daemon runs, says in the log what runs and how to join."""
+
+    def __init__(self, options: Options, player: Listener, reactor: Any) -> None:
+        self.options = options
+        self.player = player
+        self.reactor = reactor
+
+    def startService(self) -> None:
+        """Announce once the reactor runs: players can connect from then on."""
+        super().startService()
+        if IReactorCore.providedBy(self.reactor):
+            self.reactor.callWhenRunning(self.announce)
+        else:
+            self.announce()
+
+    def announce(self) -> None:
+        """Log the version, range, mode, database, and the command players use."""
+        options = self.options
+        log.info(
+            "guessgame {version}: range {range}, mode {mode}, database {database}",
+            version=__version__,
+            range=f"{options['lo']}-{options['hi']}",
+            mode=options["mode"],
+            database=describe_database(options["db"]),
+        )
+        if self.player.port is not None:
+            log.info(
+                "{how}",
+                how=how_to_connect(
+                    self.player.description, self.player.port.getHost(), socket.gethostname()
+                ),
+            )
 
 
 def open_database(path: str, reactor: Any) -> Store:
@@ -373,18 +699,20 @@ def open_database(path: str, reactor: Any) -> Store:
         raise SystemExit(f"guessgame: {e}") from None
 
 
-def makeService(options: Options, reactor: Any = None) -> service.MultiService:
-    """Build the daemon: one `Game`, a player listener and an admin listener.
+def makeService(options: Options, reactor: Any = None) -> Daemon:
+    """Build the daemon: one `Game`, a player, an admin and (unless off) a web listener.
 
     ``reactor`` is for tests; twistd passes none and gets the global reactor
-    with SIGTERM made a clean exit.
+    with SIGTERM and SIGINT made a clean stop (`StopSignals`).
     """
+    under_twistd = reactor is None
     if reactor is None:
         from twisted.internet import reactor
 
-        exit_cleanly_on_sigterm(reactor)
-    top = service.MultiService()
+        StopSignals(reactor).install()
+    top = Daemon(reactor)
     FileLimit(options["max-players"]).setServiceParent(top)
+    connections = ConnectionCounts()
     game = Game(
         reactor,
         random.SystemRandom(),
@@ -393,25 +721,54 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         mode=options["mode"],
         store=open_database(options["db"], reactor),
     )
+    if options["event-log"] is not None:
+        # Before the game: it starts first (the first round is logged) and
+        # stops last (the stop's leave events are logged).
+        event_log = EventLog(game, options["event-log"], reactor)
+        event_log.setServiceParent(top)
+        if under_twistd:
+            reopen_on_sighup(reactor, event_log)
     game.setServiceParent(top)
     players = PlayerFactory(
         game,
         max_line=options["max-line"],
         limits=options.limits(),
         classic_wait=options["classic-wait"],
+        count_connection=connections.for_port("player"),
     )
     admins = AdminFactory(
         game,
         token=options["token"],
         max_admins=options["max-admins"],
         max_line=options["max-line"],
+        max_output=options["max-output"],
+        count_connection=connections.for_port("admin"),
     )
     for role, description, factory in (
         ("player", player_endpoint(options["player"]), players),
         ("admin", options["admin"], admins),
     ):
         endpoint = endpoints.serverFromString(reactor, description)
-        listener = Listener(role, endpoint, factory)
+        if role == "admin" and options["admin-ca"] is not None:
+            endpoint = mutual_tls_endpoint(reactor, description, options["admin-ca"])
+        listener = Listener(role, options[role], endpoint, factory, reactor)
         listener.setName(role)
         listener.setServiceParent(top)
+    if options["web"] != "off":
+        site = make_site(game, players, count_connection=connections.for_port("web"))
+        endpoint = endpoints.serverFromString(reactor, options["web"])
+        listener = Listener("web", options["web"], endpoint, site, reactor)
+        listener.setName("web")
+        listener.setServiceParent(top)
+    if options["metrics"] is not None:
+        metrics = Metrics(game, reactor, admins=lambda: len(admins.admins), connections=connections)
+        metrics.setServiceParent(top)
+        endpoint = endpoints.serverFromString(reactor, options["metrics"])
+        listener = Listener("metrics", options["metrics"], endpoint, MetricsSite(metrics), reactor)
+        listener.setName("metrics")
+        listener.setServiceParent(top)
+    Announcement(options, top.getServiceNamed("player"), reactor).setServiceParent(top)
+    if "NOTIFY_SOCKET" in os.environ:
+        # Last: it starts once everything above listens, and stops first.
+        ReadyNotifier(reactor).setServiceParent(top)
     return top

@@ -21,7 +21,7 @@ from pathlib import Path
 #: Bound on every wait of the end-to-end tests, in seconds.
 WAIT = 20.0
 
-LISTENING = re.compile(r"(player|admin) port listening on 127\.0\.0\.1:(\d+)")
+LISTENING = re.compile(r"(player|admin|web) port listening on 127\.0\.0\.1:(\d+)")
 
 
 def daemon_command(*args: str) -> list[str]:
@@ -32,8 +32,18 @@ def daemon_command(*args: str) -> list[str]:
         str(twistd), "--nodaemon", "--pidfile=", "--logfile=-", "guessgame",
         "--player", "tcp:0:interface=127.0.0.1",
         "--admin", "tcp:0:interface=127.0.0.1",
+        "--web", "tcp:0:interface=127.0.0.1",
         *args,
     ]  # fmt: skip
+
+
+def roles(args: tuple[str, ...]) -> set[str]:
+    """The ports a daemon started with ``args`` opens (the web port unless --web off)."""
+    web = "tcp:0"
+    for index, arg in enumerate(args[:-1]):
+        if arg == "--web":
+            web = args[index + 1]
+    return {"player", "admin"} if web == "off" else {"player", "admin", "web"}
 
 
 class Line:
@@ -93,6 +103,7 @@ class Daemon:
         self._own_cwd = cwd is None
         self.cwd = Path(cwd) if cwd is not None else Path(tempfile.mkdtemp(prefix="guessgame-"))
         self.log: list[str] = []
+        self._log_grew = threading.Condition()
         self.clients: list[Line] = []
         self.ports: dict[str, int] = {}
         self.proc = subprocess.Popen(
@@ -106,7 +117,7 @@ class Daemon:
         self._reader = threading.Thread(target=self._read, args=(lines,), daemon=True)
         self._reader.start()
         try:
-            while len(self.ports) < 2:
+            while set(self.ports) != roles(args):
                 line = lines.get(timeout=WAIT)
                 assert line is not None, "twistd exited:\n" + "".join(self.log)
                 found = LISTENING.search(line)
@@ -120,12 +131,25 @@ class Daemon:
         assert self.proc.stdout is not None
         for raw in self.proc.stdout:
             text = raw.decode("utf-8", "replace")
-            self.log.append(text)
+            with self._log_grew:
+                self.log.append(text)
+                self._log_grew.notify_all()
             lines.put(text)
         lines.put(None)
 
+    def wait_for_log(self, text: str) -> str:
+        """The first log line that contains ``text``, waiting for it (bounded)."""
+
+        def found() -> str | None:
+            return next((line for line in self.log if text in line), None)
+
+        with self._log_grew:
+            if not self._log_grew.wait_for(lambda: found() is not None, WAIT):
+                raise AssertionError(f"no {text!r} in the log:\n" + "".join(self.log))
+        return found() or ""
+
     def connect(self, role: str) -> Line:
-        """A connection to the ``player`` or ``admin`` port, closed with the daemon."""
+        """A connection to the ``player``, ``admin`` or ``web`` port, closed with the daemon."""
         client = Line(self.ports[role])
         self.clients.append(client)
         return client

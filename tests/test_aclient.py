@@ -14,6 +14,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.usage import UsageError
 
 from guessgame.aclient import (
+    GOODBYE_TIMEOUT,
     AdminClient,
     Options,
     PlayerRow,
@@ -28,10 +29,22 @@ from guessgame.aclient import (
     parse_stats,
     reply_json,
 )
-from tests.clients import Daemon, Spawner, daemon, run, spawn, start_daemon
+from tests.clients import (
+    TLS_FAILURES,
+    Daemon,
+    Spawner,
+    TLSListeners,
+    daemon,
+    make_command,
+    run,
+    spawn,
+    start_daemon,
+    tls_failure,
+    tls_listen,
+)
 from tests.common import listen, open_client
 
-__all__ = ["daemon", "spawn"]  # fixtures
+__all__ = ["daemon", "spawn", "tls_listen"]  # fixtures
 
 
 # Parsing and formatting, without sockets.
@@ -157,10 +170,40 @@ def test_format_other_replies() -> None:
     stats = Reply(True, "players=2 uptime=61 mode=shared")
     assert format_reply("stats", stats) == ["players  2", "uptime   1m 1s", "mode     shared"]
     assert format_reply("kick 7", Reply(True, "kicked 7")) == ["kicked 7"]
-    assert format_reply("help", Reply(True, "", ["who   list", "count  how many"])) == [
-        "who   list",
-        "count  how many",
+
+
+def test_format_help() -> None:
+    """help lists the commands in words, not in the wire format; unknown ones pass as sent."""
+    from guessgame.admin import HELP
+
+    lines = format_reply("help", Reply(True, "", [*HELP, "frob X     a newer command"]))
+    assert lines[0].split() == [
+        "who",
+        "the",
+        "players",
+        "online:",
+        "id,",
+        "name,",
+        "address,",
+        "guesses",
+        "and",
+        "since",
+        "when",
     ]
+    assert not any("PLAYER ID" in line or "HOST:PORT" in line for line in lines)
+    assert [line.split()[0] for line in lines] == [
+        "who",
+        "count",
+        "stats",
+        "kick",
+        "say",
+        "newround",
+        "top",
+        "help",
+        "quit",
+        "frob",
+    ]
+    assert lines[-1] == "frob X     a newer command"
 
 
 def test_reply_json() -> None:
@@ -184,6 +227,10 @@ def test_reply_json() -> None:
         "players": 1,
         "mode": "solo",
     }
+    assert reply_json("count", Reply(True, "3 players"))["count"] == 3
+    assert reply_json("say hi", Reply(True, "sent to 1 player"))["sent"] == 1
+    assert reply_json("newround", Reply(True, "round 4 started"))["round"] == 4
+    assert reply_json("kick 7", Reply(True, "kicked 7"))["kicked"] == 7
     assert reply_json("top", Reply(True, "1 player", ["TOP 1 alice 5 3"]))["top"] == [
         {"rank": 1, "name": "alice", "wins": 5, "best": 3}
     ]
@@ -226,6 +273,24 @@ def test_admin_client_fails_pending_commands_when_lost() -> None:
     assert client.lost.called
 
 
+def test_quit_from_a_server_that_never_closes() -> None:
+    """quit with no close from the server: aborted after a while, and whoever waits is told."""
+    from twisted.internet.task import Clock
+
+    clock = Clock()
+    client = AdminClient(lambda line: None)
+    transport = StringTransport()
+    client.makeConnection(transport)
+    results: list[object] = []
+    client.lost.addBoth(results.append)  # as the console waits for it
+    client.quit(clock)
+    client.dataReceived(b"OK bye\r\n")
+    clock.advance(GOODBYE_TIMEOUT)
+    assert transport.disconnecting
+    client.connectionLost()
+    assert results == [None]
+
+
 @pytest.mark.parametrize(
     ("argv", "env", "token"),
     [
@@ -259,6 +324,19 @@ def test_token_file(tmp_path: Any) -> None:
         Options().parseOptions(["--token-file", str(path)])
     with pytest.raises(UsageError, match="give --token or --token-file, not both"):
         Options().parseOptions(["--token", "x", "--token-file", str(path)])
+
+
+@pytest.mark.parametrize(("module", "port"), [("aclient", "4001"), ("pclient", "4000")])
+def test_connect_example_names_the_client_port(module: str, port: str) -> None:
+    """The --connect example in --help uses the port this client talks to."""
+    import importlib
+
+    options = importlib.import_module(f"guessgame.{module}").Options()
+    text = str(options)
+    assert f"port={port}" in text
+    assert f":{port}" in text.split("--connect=", 1)[1].split("--help", 1)[0]
+    other = "4000" if port == "4001" else "4001"
+    assert other not in text
 
 
 def test_command_words() -> None:
@@ -402,9 +480,35 @@ def test_another_admin(daemon: Daemon, spawn: Spawner) -> Any:
     assert admin.code == 1
     assert admin.stderr_text == (
         f"guessgame-admin: the server at 127.0.0.1:{daemon.admin_port} "
-        "refused the handshake: another administrator is connected\n"
+        "refused the handshake: another administrator is connected "
+        "(the daemon allows one at a time unless started with --max-admins N)\n"
     )
     yield other.close()
+
+
+@pytest.mark.parametrize("case", sorted(TLS_FAILURES))
+@pytest_twisted.inlineCallbacks
+def test_tls_check_fails(spawn: Spawner, tls_listen: TLSListeners, tmp_path: Any, case: str) -> Any:
+    """A certificate that fails the check: one line, status 1, and the token is never sent."""
+    key, cert, roots = tls_failure(tmp_path, case)
+    listener = yield tls_listen(key, cert)
+    address = f"tls:localhost:{listener.number}:trustRoots={roots}"
+    admin = yield run(spawn, "aclient", "--connect", address, "--token", "s3cret", "count")
+    assert (admin.code, admin.out, admin.stderr_text) == (
+        1,
+        b"",
+        f"guessgame-admin: cannot connect to {address}: {TLS_FAILURES[case]}\n",
+    )
+    assert listener.received == b""
+
+
+@pytest_twisted.inlineCallbacks
+def test_make_admin(daemon: Daemon, spawn: Spawner) -> Any:
+    """make admin runs guessgame-admin from .venv with ARGS, as the README shows."""
+    admin = spawn.program(make_command("admin", f"--port {daemon.admin_port} count"))
+    admin.close_stdin()
+    assert (yield admin.finish()) == 0
+    assert (admin.stdout_lines, admin.stderr_text) == (["0 players"], "")
 
 
 @pytest_twisted.inlineCallbacks

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 
 from guessgame.admin import AdminFactory
 from guessgame.game import Game
@@ -20,6 +23,14 @@ def admin(game: Game, token: str | None = None, **kwargs: object) -> Peer:
     [reply] = peer.send(greeting.encode() + b"\r\n")
     assert reply.startswith("OK Admin-Greetings")
     return peer
+
+
+def connect_protocol(proto: Any, port: int) -> Peer:
+    """Connect an already built protocol to a StringTransport from ``port``."""
+    addr = IPv4Address("TCP", "127.0.0.1", port)
+    transport = StringTransport(peerAddress=addr)
+    proto.makeConnection(transport)
+    return Peer(proto, transport)
 
 
 def players(game: Game, count: int) -> list[Peer]:
@@ -85,9 +96,12 @@ def test_before_handshake_commands_are_refused() -> None:
     ],
 )
 def test_token(greeting: str, reply: str, stays_open: bool) -> None:
-    """With a token set, only the right token passes; others are closed."""
-    peer = connect(AdminFactory(make_game(), token="s3cret"))
-    assert peer.send(greeting.encode() + b"\n") == [reply]
+    """With a token set, only the right token passes; others are closed (after 1 s)."""
+    clock = Clock()
+    peer = connect(AdminFactory(make_game(clock=clock), token="s3cret"))
+    replies = peer.send(greeting.encode() + b"\n")
+    clock.advance(1)
+    assert replies + peer.read() == [reply]
     assert peer.closed is not stays_open
 
 
@@ -195,7 +209,7 @@ def test_top_lines() -> None:
     peer = admin(game)
     assert peer.send(b"top\n") == ["TOP 1 bob 2 1", "TOP 2 amy 1 1", "OK 2 players"]
     assert peer.send(b"top 1\n") == ["TOP 1 bob 2 1", "OK 1 player"]
-    assert peer.send(b"top x\n") == ["ERR usage: top [K]"]
+    assert peer.send(b"top x\n") == ["ERR usage: top [K], K a whole number 1-1000"]
 
 
 def test_help_is_one_line_a_command_then_ok() -> None:
@@ -261,3 +275,141 @@ def test_nothing_follows_ok_bye() -> None:
     assert peer.send(b"quit\n") == ["OK bye"]
     players(game, 1)
     assert peer.read() == []
+
+
+@pytest.mark.parametrize("argument", ["0", "1001", "00", "-1", "x", "1.5", "99999999999", "5 6"])
+def test_top_refuses_k_outside_1_to_1000(argument: str) -> None:
+    """top K takes K 1-1000; anything else gets a line beginning ERR usage."""
+    game = make_game(mode="solo")
+    (p,) = players(game, 1)
+    p.send(b"name amy\n")
+    p.send(f"{p.proto.player.secret}\n".encode())
+    [reply] = admin(game).send(f"top {argument}\n".encode())
+    assert reply.startswith("ERR usage")
+
+
+@pytest.mark.parametrize(("argument", "lines"), [("1", 1), ("1000", 2), ("0001", 1)])
+def test_top_takes_k_from_1_to_1000(argument: str, lines: int) -> None:
+    """top K with K 1-1000 lists the first K (leading zeros allowed, as for guesses)."""
+    game = make_game(mode="solo")
+    for name in ("amy", "bob"):
+        (p,) = players(game, 1)
+        p.send(f"name {name}\n".encode())
+        p.send(f"{p.proto.player.secret}\n".encode())
+        p.lose()
+    reply = admin(game).send(f"top {argument}\n".encode())
+    assert len(reply) == lines + 1 and reply[-1] == f"OK {lines} player" + "s" * (lines > 1)
+
+
+def test_handshake_timeout() -> None:
+    """No handshake within 10 s: ERR handshake timeout, then close."""
+    clock = Clock()
+    peer = connect(AdminFactory(make_game(clock=clock)))
+    assert peer.send(b"who\n") == ["ERR send Admin-Greetings first"]
+    clock.advance(9.9)
+    assert peer.read() == [] and not peer.closed
+    clock.advance(0.1)
+    assert peer.read() == ["ERR handshake timeout"]
+    assert peer.closed
+
+
+def test_no_timeout_after_the_handshake() -> None:
+    """An administrator past the handshake is never timed out."""
+    clock = Clock()
+    game = make_game(clock=clock)
+    peer = admin(game)
+    clock.advance(3600)
+    assert peer.read() == [] and not peer.closed
+    assert peer.send(b"count\n") == ["OK 0 players"]
+
+
+def test_at_most_16_connections_wait_for_their_handshake() -> None:
+    """The 17th connection waiting for its handshake is closed at once without a word."""
+    factory = AdminFactory(make_game())
+    waiting = [connect(factory, port=50000 + i) for i in range(16)]
+    assert factory.buildProtocol(None) is None
+    waiting[0].lose()
+    assert factory.buildProtocol(None) is not None
+
+
+def test_a_handshake_frees_its_waiting_place() -> None:
+    """Connections past the handshake no longer count as waiting for it."""
+    factory = AdminFactory(make_game(), max_admins=0)
+    for i in range(20):
+        peer = connect(factory, port=50000 + i)
+        assert peer.send(b"Admin-Greetings\n") == ["OK Admin-Greetings, 0 players online"]
+
+
+def test_a_timed_out_connection_frees_its_waiting_place() -> None:
+    """A connection closed by the handshake timeout no longer counts as waiting."""
+    clock = Clock()
+    factory = AdminFactory(make_game(clock=clock))
+    peers = [connect(factory, port=50000 + i) for i in range(16)]
+    clock.advance(10)
+    for peer in peers:
+        assert peer.closed
+        peer.lose()
+    assert factory.buildProtocol(None) is not None
+
+
+def test_wrong_token_waits_one_second() -> None:
+    """After a wrong token the server waits 1 s before ERR bad token, and reads nothing more."""
+    clock = Clock()
+    peer = connect(AdminFactory(make_game(clock=clock), token="s3cret"))
+    assert peer.send(b"Admin-Greetings wrong\nAdmin-Greetings s3cret\n") == []
+    clock.advance(0.9)
+    assert peer.read() == [] and not peer.closed
+    assert peer.send(b"Admin-Greetings s3cret\n") == []
+    clock.advance(0.1)
+    assert peer.read() == ["ERR bad token"]
+    assert peer.closed
+
+
+def test_token_tries_are_bounded_in_rate() -> None:
+    """An attacker opening connections as fast as it can tries at most 16 tokens a second."""
+    clock = Clock()
+    game = make_game(clock=clock)
+    factory = AdminFactory(game, token="s3cret")
+    tried = 0
+    open_peers: list[Peer] = []
+    seconds = 10
+    for tick in range(seconds * 10):
+        # 100 connection attempts every tenth of a second, each with a guess.
+        for i in range(100):
+            proto = factory.buildProtocol(None)
+            if proto is None:
+                continue
+            peer = connect_protocol(proto, port=1024 + (tick * 100 + i) % 60000)
+            peer.send(f"Admin-Greetings guess{tick}-{i}\n".encode())
+            tried += 1
+            open_peers.append(peer)
+        clock.advance(0.1)
+        for peer in [p for p in open_peers if p.closed]:
+            assert peer.read() == ["ERR bad token"]
+            peer.lose()
+            open_peers.remove(peer)
+    # 16 waiting at once, each held a second: 16 tries a second, not thousands.
+    assert tried <= 16 * (seconds + 1)
+
+
+def test_stop_closes_connections_waiting_for_their_handshake() -> None:
+    """When the admin port stops, connections not past the handshake are closed too."""
+    factory = AdminFactory(make_game())
+    factory.doStart()
+    waiting = connect(factory)
+    admitted = admin(factory.game)
+    factory.doStop()
+    assert waiting.closed and not admitted.closed
+
+
+def test_a_refused_connection_gets_no_second_line_at_the_deadline() -> None:
+    """A connection refused before its handshake gets nothing after its refusal."""
+    clock = Clock()
+    game = make_game(clock=clock)
+    factory = AdminFactory(game)
+    first = connect(factory)
+    first.send(b"Admin-Greetings\n")
+    second = connect(factory, port=50001)
+    assert second.send(b"Admin-Greetings\n") == ["ERR another administrator is connected"]
+    clock.advance(10)
+    assert second.read() == []

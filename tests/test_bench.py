@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 
-from bench import loadgen, profiles, run
+from bench import flood, loadgen, profiles, run
 from bench.ceiling import CeilingFactory
 from bench.top import Timed, seed_database
 from guessgame.player import PlayerFactory
@@ -216,6 +216,55 @@ def test_guesses_wait_for_the_flush(loop: asyncio.AbstractEventLoop) -> None:
     assert transport.written == [b"15\n"]
 
 
+def test_ws_frame_is_a_masked_text_frame() -> None:
+    """A guess goes out as one masked text frame with an all-zero mask."""
+    assert loadgen.ws_frame(b"15") == b"\x81\x82\x00\x00\x00\x0015"
+
+
+def server_frame(text: bytes) -> bytes:
+    """An unmasked server text frame."""
+    if len(text) < 126:
+        return b"\x81" + bytes((len(text),)) + text
+    return b"\x81\x7e" + len(text).to_bytes(2, "big") + text
+
+
+def test_websocket_player_handshakes_and_reads_frames(loop: asyncio.AbstractEventLoop) -> None:
+    """A WebSocket player sends the handshake, then reads each text frame as a line."""
+    config = loadgen.parse_args(["--port", "1", "--players", "2", "--websocket"])
+    assert config.websocket
+    gen = loadgen.LoadGenerator(config, loop, io.StringIO())
+    player = loadgen.WsPlayer(gen, 1, 0.0)
+    transport = FakeTransport()
+    player.connection_made(transport)  # type: ignore[arg-type]
+    assert transport.written == [loadgen.WS_HANDSHAKE]
+    answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+    frames = server_frame(b"You are now connected to the server!") + server_frame(
+        b"Pick a number between 1-30"
+    )
+    data = answer + frames
+    for cut in (10, len(answer) + 1, len(answer) + 40):
+        player.data_received(data[:cut])
+        data = data[cut:]
+    player.data_received(data)
+    gen.flush()
+    assert transport.written[-1] == loadgen.ws_frame(b"15")
+    player.data_received(server_frame(b"Too low! Pick a number between 1-30"))
+    gen.flush()
+    assert transport.written[-1] == loadgen.ws_frame(b"23")
+    assert gen.errors == {}
+
+
+def test_websocket_player_refused_is_an_error(loop: asyncio.AbstractEventLoop) -> None:
+    """A handshake answered with anything but 101 is counted and the player aborts."""
+    config = loadgen.parse_args(["--port", "1", "--players", "2", "--websocket"])
+    gen = loadgen.LoadGenerator(config, loop, io.StringIO())
+    player = loadgen.WsPlayer(gen, 1, 0.0)
+    transport = FakeTransport()
+    player.connection_made(transport)  # type: ignore[arg-type]
+    player.data_received(b"HTTP/1.1 403 Forbidden\r\n\r\nno")
+    assert gen.errors == {"refused": 1} and transport.aborted
+
+
 def test_player_binary_search(loop: asyncio.AbstractEventLoop) -> None:
     """Too low and too high narrow the search; every reply is timed."""
     gen, player, transport, _ = make_player(loop)
@@ -398,18 +447,24 @@ def test_matrix() -> None:
         ("ceiling", 1000, "1-1000000000"),
         ("daemon", 1000, "1-1000000000"),
         ("daemon, defaults", 1000, "1-1000000000"),
+        ("daemon, TCP+WebSocket", 1000, "1-1000000000"),
     ]
     full = run.matrix(quick=False)
-    assert len(full) == 13
+    assert len(full) == 14
     assert [r.players for r in full[:12:3]] == [100, 1000, 10000, 1000]
     assert all(
         (a.server, b.server, b.options, c.server, c.options)
         == ("ceiling", "daemon", "fast", "daemon", "default")
         for a, b, c in zip(*[iter(full[:12])] * 3, strict=True)
     )
-    assert full[-1].default_wait and full[-1].range_text == "1-30"
-    assert full[-1].options == "fast"
+    assert full[-2].default_wait and full[-2].range_text == "1-30"
+    assert full[-2].options == "fast"
     assert not any(r.interval for r in full)
+    assert (full[-1].server, full[-1].players, full[-1].range_text) == (
+        "web",
+        1000,
+        "1-1000000000",
+    )
     chosen = run.matrix(quick=False, pairs=[(50, (1, 30))])
     assert [(r.label, r.players, r.range_text) for r in chosen] == [
         ("ceiling", 50, "1-30"),
@@ -470,6 +525,48 @@ def test_fixed_load_arguments() -> None:
     ):
         with pytest.raises(SystemExit):
             run.parse_args(bad)
+
+
+def test_metrics_rows() -> None:
+    """--metrics follows each daemon row with the same row serving metrics."""
+    assert run.parse_args(["--quick", "--metrics"]).metrics
+    rows = run.matrix(quick=True, metrics=True)
+    assert [(r.server, r.metrics, r.label) for r in rows] == [
+        ("ceiling", False, "ceiling"),
+        ("daemon", False, "daemon"),
+        ("daemon", True, "daemon, metrics on"),
+        ("daemon", False, "daemon, defaults"),
+        ("web", False, "daemon, TCP+WebSocket"),
+    ]
+    command = run.server_command(rows[2], [], pin=False)
+    assert command[-2:] == ["--metrics", "tcp:0:interface=127.0.0.1"]
+    assert "--metrics" not in run.server_command(rows[1], [], pin=False)
+
+
+def test_metrics_cost_ratio() -> None:
+    """The metrics row's CPU per guess is compared with the same row's, metrics off."""
+    common = {"players": 1000, "range": "1-30", "guesses_per_s": 1.0, "reply_p99_ms": 1.0}
+    results: list[dict[str, Any]] = [
+        {**common, "server": "ceiling", "server_us_per_guess": 10.0},
+        {**common, "server": "daemon", "server_us_per_guess": 20.0, "metrics": False},
+        {**common, "server": "daemon", "server_us_per_guess": 20.5, "metrics": True},
+    ]
+    run.pair_ratios(results)
+    assert results[2]["metrics_cost_ratio"] == 1.025
+    assert "metrics_cost_ratio" not in results[1]
+
+
+def test_metrics_cost_ratio_is_against_the_limits_off_row() -> None:
+    """The defaults row, run after the metrics row, is not its metrics-off baseline."""
+    common = {"players": 1000, "range": "1-30", "guesses_per_s": 1.0, "reply_p99_ms": 1.0}
+    results: list[dict[str, Any]] = [
+        {**common, "server": "ceiling", "server_us_per_guess": 10.0},
+        {**common, "server": "daemon", "server_us_per_guess": 20.0, "metrics": False},
+        {**common, "server": "daemon", "server_us_per_guess": 20.5, "metrics": True},
+        {**common, "server": "daemon", "server_us_per_guess": 30.0, "daemon_options": "default"},
+    ]
+    run.pair_ratios(results)
+    assert results[2]["metrics_cost_ratio"] == 1.025
 
 
 def test_pair_option() -> None:
@@ -539,6 +636,42 @@ def test_server_commands() -> None:
     assert waiting[-4:] == ["--range", "1-30", "--max-players", "0"]
     ceiling = run.server_command(run.Row("ceiling", 100, 1, 30), fast, pin=False)
     assert ceiling[1:3] == ["-m", "bench.ceiling"] and "--max-players" not in ceiling
+
+
+def test_web_row_turns_the_web_port_on() -> None:
+    """Only the web row listens on a web port; the other daemon rows keep it off."""
+    fast = ["--max-players", "0", "--web", "off"]
+    daemon = run.server_command(run.Row("daemon", 100, 1, 30), fast, pin=False)
+    assert daemon[-2:] == ["--web", "off"]
+    web = run.server_command(run.Row("web", 100, 1, 30), fast, pin=False)
+    assert web[-4:] == ["--max-players", "0", "--web", "tcp:0:interface=127.0.0.1"]
+    assert "off" not in web
+    assert run.Row("web", 100, 1, 30).label == "daemon, TCP+WebSocket"
+    log = "web port listening on 127.0.0.1:4402: the game page is at http://127.0.0.1:4402/\n"
+    assert run.listening_port(log, run.WEB_LISTENING) == 4402
+    assert run.listening_port(log) is None
+
+
+def test_web_costs_split_cpu_by_kind() -> None:
+    """A TCP guess costs what it did in the daemon row; the rest is the WebSocket guesses'."""
+    results = [
+        {"server": "daemon", "players": 1000, "range": "1-30", "server_us_per_guess": 40.0},
+        {
+            "server": "web",
+            "players": 1000,
+            "range": "1-30",
+            "server_cpu_percent": 100.0,
+            "tcp_guesses_per_s": 10000.0,
+            "ws_guesses_per_s": 5000.0,
+            "tcp_reply_p99_ms": 5.0,
+            "ws_reply_p99_ms": 9.0,
+        },
+    ]
+    (line,) = run.web_costs(results)
+    # 1 s of CPU a second: 10000 x 40 us for TCP, the other 0.6 s over 5000 WebSocket guesses.
+    assert results[1]["ws_us_per_guess"] == 120.0
+    assert results[1]["ws_cost_ratio"] == 3.0
+    assert "WebSocket 120.0 us (3.0x a TCP guess)" in line
 
 
 @pytest.mark.parametrize(
@@ -982,3 +1115,36 @@ def test_top_bench_row_reports_what_the_player_saw() -> None:
         "3",
         "99.0",
     ]
+
+
+@pytest.mark.parametrize("kind", ["noline", "lines", "options"])
+def test_flood_payload_is_telnet_commands_only(kind: str) -> None:
+    """The flood is telnet commands and line ends only; its lines stay within max-line."""
+    payload = flood.flood_payload(kind)
+    assert 60_000 < len(payload) <= 65536
+    commands = payload.replace(b"\xff\xf1", b"").replace(b"\xff\xfd\x01", b"")
+    assert commands.replace(b"\n", b"") == b""
+    if kind == "noline":
+        assert b"\n" not in payload
+    else:
+        assert max(len(line) for line in payload.split(b"\n")) <= 512
+
+
+def test_web_costs_take_the_limits_off_row_for_a_tcp_guess() -> None:
+    """The web row runs with the limits off: its TCP guesses cost what the limits-off row's did."""
+    common = {"players": 1000, "range": "1-30", "guesses_per_s": 1.0, "reply_p99_ms": 1.0}
+    results: list[dict[str, Any]] = [
+        {**common, "server": "daemon", "server_us_per_guess": 20.0, "daemon_options": "fast"},
+        {**common, "server": "daemon", "server_us_per_guess": 30.0, "daemon_options": "default"},
+        {
+            **common,
+            "server": "web",
+            "server_cpu_percent": 50.0,
+            "tcp_guesses_per_s": 10_000.0,
+            "ws_guesses_per_s": 5_000.0,
+            "tcp_reply_p99_ms": 1.0,
+            "ws_reply_p99_ms": 2.0,
+        },
+    ]
+    run.web_costs(results)
+    assert (results[2]["tcp_us_per_guess"], results[2]["ws_us_per_guess"]) == (20.0, 60.0)

@@ -5,18 +5,32 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from twisted.internet import endpoints, error
+import pytest_twisted
+from twisted.internet import endpoints, error, protocol
 from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 
 from guessgame.client import (
+    ClientError,
     ClientOptions,
     before_shutdown,
     completer,
+    connect,
     describe_connect_error,
+    endpoint_host,
     erase_input,
     format_host_port,
 )
+from tests.clients import (
+    TLS_FAILURES,
+    TLSListeners,
+    make_certificate,
+    tls_failure,
+    tls_listen,
+    trust_roots,
+)
+
+__all__ = ["tls_listen"]  # fixtures
 
 
 def the_reactor() -> object:
@@ -168,3 +182,101 @@ def test_before_shutdown() -> None:
 def test_erase_input(width: int, columns: int, sequence: str) -> None:
     """Erasing the line being typed goes up one row for each row it wraps onto."""
     assert erase_input(width, columns) == sequence
+
+
+# TLS: the server's certificate is checked before anything is sent.
+
+
+@pytest.mark.parametrize(
+    ("description", "host"),
+    [
+        ("tls:example.org:4443", "example.org"),
+        ("tls:example.org:4443:trustRoots=/etc/ca", "example.org"),
+        ("tls:host=example.org:port=4443", "example.org"),
+        ("tls:port=4443:host=\\:\\:1", "::1"),
+        ("ssl:host=10.0.0.1:port=4443", "10.0.0.1"),
+        ("tcp:host=example.org:port=4000", "example.org"),
+        ("unix:/run/guessgame.sock", "/run/guessgame.sock"),
+        ("tls:", None),
+    ],
+)
+def test_endpoint_host(description: str, host: str | None) -> None:
+    """The host an endpoint string names is read as Twisted reads it."""
+    assert endpoint_host(description) == host
+
+
+@pytest_twisted.ensureDeferred
+async def test_tls_to_a_plain_server() -> None:
+    """tls: to a server that does not speak TLS: one line saying the handshake failed."""
+    from twisted.internet import reactor
+
+    from tests.clients import RecorderFactory
+    from tests.common import listen
+
+    port = await listen(RecorderFactory())  # greets in plain text
+    address = f"tls:localhost:{port.getHost().port}"
+    try:
+        with pytest.raises(ClientError) as caught:
+            await connect(reactor, parse("--connect", address), Greeted)
+    finally:
+        await port.stopListening()
+    assert str(caught.value) == (
+        f"cannot connect to {address}: the TLS handshake failed (wrong version number)"
+    )
+
+
+class Greeted(protocol.Protocol):
+    """A client protocol that only records what reaches it."""
+
+    def __init__(self) -> None:
+        self.made = False
+        self.data = b""
+
+    def connectionMade(self) -> None:
+        """Record that the connection reached the protocol."""
+        self.made = True
+
+    def dataReceived(self, data: bytes) -> None:
+        """Record what the server sent."""
+        self.data += data
+
+
+@pytest_twisted.ensureDeferred
+async def test_tls_checked_server(tls_listen: TLSListeners, tmp_path: Any) -> None:
+    """A server whose certificate passes the check: the protocol is connected."""
+    from twisted.internet import reactor
+
+    key, cert = make_certificate(tmp_path, "server")
+    listener = await tls_listen(key, cert)
+    roots = trust_roots(tmp_path, cert)
+    options = parse("--connect", f"tls:localhost:{listener.number}:trustRoots={roots}")
+    client = await connect(reactor, options, Greeted)
+    assert client.made
+    client.transport.write(b"quit\r\n")
+    client.transport.loseConnection()
+
+
+@pytest.mark.parametrize("case", sorted(TLS_FAILURES))
+@pytest_twisted.ensureDeferred
+async def test_tls_check_fails(
+    tls_listen: TLSListeners, tmp_path: Any, observe_errors: list[Any], case: str
+) -> None:
+    """A certificate that fails the check: one clear error, and nothing reaches either side."""
+    from twisted.internet import reactor
+
+    key, cert, roots = tls_failure(tmp_path, case)
+    listener = await tls_listen(key, cert)
+    built: list[Greeted] = []
+
+    def build() -> Greeted:
+        built.append(Greeted())
+        return built[-1]
+
+    address = f"tls:localhost:{listener.number}:trustRoots={roots}"
+    with pytest.raises(ClientError) as caught:
+        await connect(reactor, parse("--connect", address), build)
+    assert str(caught.value) == f"cannot connect to {address}: {TLS_FAILURES[case]}"
+    assert listener.received == b""
+    assert not any(client.made for client in built)
+    # Twisted logs its own check's error for a certificate without subjectAltName.
+    observe_errors[:] = [e for e in observe_errors if "verifying certificate" not in str(e)]

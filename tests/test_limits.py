@@ -173,6 +173,27 @@ def test_complete_line_resets_idle_but_partial_does_not() -> None:
     assert peer.closed
 
 
+@pytest.mark.parametrize(
+    "packet",
+    [
+        b"\xff\xfa\x18\n\xff\xf0",
+        b"\xff\xfa\x18x\xff\xf0\n",
+        b"\xff\xf1\n",
+    ],
+    ids=["LF inside a subnegotiation", "LF completing a line", "LF after a command"],
+)
+def test_only_a_complete_line_resets_idle(packet: bytes) -> None:
+    """An LF inside a telnet command is no line: the idle timer goes on."""
+    peer, clock, _ = idle_peer(600)
+    clock.advance(500)
+    answered = peer.send(packet)
+    clock.advance(40)
+    if answered:  # a line arrived at 500 s: no warning until 1040 s
+        assert peer.read() == []
+    else:
+        assert peer.read() == [warning(60)]
+
+
 def test_line_after_warning_keeps_the_player() -> None:
     """A line after the warning cancels the close; a new silence warns again."""
     peer, clock, _ = idle_peer(600)
@@ -332,6 +353,88 @@ def test_output_cap_drops_a_player_that_stopped_reading() -> None:
     assert [e.reason for e in observer.events if isinstance(e, Left)] == ["error"]
 
 
+class TcpLikeTransport(CappedTransport):
+    """A `CappedTransport` whose abort, like TCP's, does not set ``disconnecting``."""
+
+    keepalive: int | None = None
+
+    def setTcpKeepAlive(self, enabled: int) -> None:
+        """Record the keepalive setting."""
+        self.keepalive = enabled
+
+    def abortConnection(self) -> None:
+        """Mark the transport aborted, and nothing else."""
+        self.disconnected = True
+
+
+def test_dropped_player_handles_nothing_it_sent() -> None:
+    """After the output cap drops a player, its buffered lines are not handled."""
+    game = make_game()
+    observer = FakeObserver()
+    game.add_observer(observer)
+    factory = PlayerFactory(game, limits=Limits(max_output=1000))
+    addr = v4("10.0.0.1")
+    proto = factory.buildProtocol(addr)
+    transport = TcpLikeTransport(peerAddress=addr)
+    proto.makeConnection(transport)
+    secret = str(game._secret).encode()
+    proto.dataReceived(b"help\n" * 20 + b"name ghost\n" + secret + b"\n")
+    assert transport.disconnected
+    assert game.players == {}
+    assert b"Correct!" not in transport.value()
+    assert b"ghost" not in transport.value()
+    kinds = [type(event).__name__ for event in observer.events]
+    assert kinds == ["Joined", "Left"]
+    proto.dataReceived(b"help\n" + secret + b"\n")
+    assert [type(event).__name__ for event in observer.events] == ["Joined", "Left"]
+    proto.connectionLost()
+
+
+def test_held_player_dropped_handles_nothing_on_release() -> None:
+    """A player dropped while rate-held never has its held lines handled."""
+    clock = Clock()
+    game = make_game(clock=clock)
+    factory = PlayerFactory(game, limits=Limits(max_output=1000, max_rate=2))
+    addr = v4("10.0.0.1")
+    proto = factory.buildProtocol(addr)
+    transport = TcpLikeTransport(peerAddress=addr)
+    proto.makeConnection(transport)
+    proto.dataReceived(b"1\n1\n" + b"name ghost\n" * 3)
+    assert transport.producerState == "paused"
+    for _ in range(20):
+        game.say("x" * 100)
+    assert transport.disconnected
+    before = transport.value()
+    clock.advance(10)
+    assert transport.value() == before
+    proto.connectionLost()
+
+
+def test_telnet_parse_stops_while_held() -> None:
+    """A held connection leaves the rest of a packet unparsed until it reads again."""
+    peer, clock = rate_peer(2)
+    flood = (b"\xff\xf1" * 50 + b"\n") * 10 + b"\xff\xfd\x01"
+    assert peer.send(flood) == [PROMPT, PROMPT]
+    assert peer.transport.producerState == "paused"
+    for _ in range(100):
+        clock.advance(0.1)
+    assert peer.transport.value() == (PROMPT.encode() + b"\r\n") * 8 + b"\xff\xfc\x01"
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b"\xff\xf1", b"x\xff\xfa\x18", b"\xff", b"\xff\xfd"],
+    ids=["command", "inside a subnegotiation", "half a command", "half a negotiation"],
+)
+def test_held_lines_are_answered_when_a_command_is_pending(tail: bytes) -> None:
+    """Lines held by the rate limit are answered on release, a telnet command after them."""
+    peer, clock = rate_peer(2)
+    assert peer.send(b"a\nb\nc\nd\n" + tail) == [PROMPT, PROMPT]
+    for _ in range(30):
+        clock.advance(0.1)
+    assert peer.read() == [PROMPT, PROMPT]
+
+
 def test_output_under_the_cap_is_kept() -> None:
     """A player with fewer unsent bytes than the cap stays."""
     peer, game = capped_peer(4000)
@@ -341,21 +444,107 @@ def test_output_under_the_cap_is_kept() -> None:
     assert len(game.players) == 1
 
 
-def test_admin_gets_keepalive_and_no_output_cap() -> None:
-    """Admin connections turn on TCP keepalive and register no producer."""
-
-    class KeepAliveTransport(CappedTransport):
-        keepalive: int | None = None
-
-        def setTcpKeepAlive(self, enabled: int) -> None:
-            self.keepalive = enabled
-
-    factory = AdminFactory(make_game())
-    proto = factory.buildProtocol(v4("127.0.0.1"))
-    transport = KeepAliveTransport()
+def capped_admin(limit: int, game: Any = None) -> tuple[Peer, AdminFactory]:
+    """An administrator, before its handshake, over a `TcpLikeTransport` capped at ``limit``."""
+    factory = AdminFactory(game if game is not None else make_game(), max_output=limit)
+    addr = v4("127.0.0.1", 40001)
+    proto = factory.buildProtocol(addr)
+    transport = TcpLikeTransport(peerAddress=addr)
     proto.makeConnection(transport)
-    assert transport.keepalive == 1
-    assert transport.producer is None
+    return Peer(proto, transport), factory
+
+
+@pytest.fixture
+def log_lines() -> Any:
+    """The text of every event logged while the test runs."""
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    seen: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(seen.append)
+    yield lambda: [formatEvent(e) for e in seen]
+    globalLogPublisher.removeObserver(seen.append)
+
+
+DROPPED_ADMIN = "administrator 127.0.0.1:40001 stopped reading: over 1024 bytes unsent, closing"
+
+
+def test_admin_gets_keepalive_and_the_output_cap() -> None:
+    """Admin connections turn on TCP keepalive and the output cap from the start."""
+    peer, _ = capped_admin(4096)
+    assert peer.transport.keepalive == 1
+    assert peer.transport.producer is not None
+    assert peer.transport.bufferSize == 4096
+
+
+def test_admin_that_stopped_reading_is_dropped_and_logged(log_lines: Any) -> None:
+    """Past max-output unsent bytes an administrator is aborted, logged, and answered no more."""
+    game = make_game()
+    peer, factory = capped_admin(1024, game)
+    peer.proto.dataReceived(b"Admin-Greetings\r\n")
+    # Each help reply is about 700 bytes: the second one goes over the cap,
+    # and the lines still buffered behind it get no answer.
+    peer.proto.dataReceived(b"help\r\n" * 10)
+    assert aborted(peer)
+    assert len(peer.transport.value()) < 3 * 800
+    assert DROPPED_ADMIN in log_lines()
+    written = len(peer.transport.value())
+    game.new_round()  # an event: not queued for a dropped administrator
+    # Input handed on after the abort (TLS may deliver what it had decrypted)
+    # is not answered either.
+    peer.proto.dataReceived(b"count\r\n")
+    assert len(peer.transport.value()) == written
+    peer.lose()
+    assert factory.admins == set()
+
+
+def test_admin_flooding_before_its_handshake_is_dropped(log_lines: Any) -> None:
+    """An unread flood of ERR replies before the handshake is capped like any other output."""
+    peer, factory = capped_admin(1024)
+    peer.proto.dataReceived(b"x\r\n" * 1000)
+    assert aborted(peer)
+    first = b"ERR send Admin-Greetings first\r\n"
+    assert peer.transport.value() == first * (1024 // len(first) + 1)
+    assert DROPPED_ADMIN in log_lines()
+    peer.lose()
+    assert factory.admins == set()
+
+
+def test_admin_under_the_cap_stays() -> None:
+    """An administrator with fewer unsent bytes than the cap stays."""
+    peer, factory = capped_admin(4096)
+    peer.proto.dataReceived(b"Admin-Greetings\r\n" + b"count\r\n" * 100)
+    assert not aborted(peer)
+    assert factory.admins == {peer.proto}
+
+
+def test_who_longer_than_the_cap_reaches_the_admin_whole() -> None:
+    """One who reply larger than max-output is sent whole, not taken for a stopped reader."""
+    game = make_game()
+    players = PlayerFactory(game)
+    for n in range(100):
+        connect(players, port=30000 + n)
+    peer, _ = capped_admin(1024, game)
+    peer.send(b"Admin-Greetings\r\n")
+    lines = peer.send(b"who\r\n")
+    assert len(lines) == 101 and lines[-1] == "OK 100 players"
+    assert len("".join(lines)) > 4 * 1024
+    assert not aborted(peer)
+    # The cap is max-output beyond that reply: unread output past it is dropped.
+    peer.proto.dataReceived(b"help\r\n" * 20)
+    assert aborted(peer)
+
+
+def test_classic_who_longer_than_the_cap_reaches_the_admin_whole() -> None:
+    """A classic Who listing larger than max-output is sent whole, then the close."""
+    game = make_game()
+    players = PlayerFactory(game)
+    for n in range(100):
+        connect(players, port=30000 + n)
+    peer, _ = capped_admin(1024, game)
+    assert peer.send(b"Hello\r\n") == ["Admin-Greetings"]
+    lines = peer.send(b"Who\r\n")
+    assert lines == [f"127.0.0.1 {30000 + n}" for n in range(100)]
+    assert peer.closed and not aborted(peer)
 
 
 # The open-file limit.
@@ -381,8 +570,11 @@ def test_wrong_admin_token_is_logged_with_the_peer_address() -> None:
     seen: list[dict[str, Any]] = []
     globalLogPublisher.addObserver(seen.append)
     try:
-        peer = connect(AdminFactory(make_game(), token="right"), "127.0.0.9", 40001)
-        assert peer.send(b"Admin-Greetings wrong\r\n") == ["ERR bad token"]
+        clock = Clock()
+        peer = connect(AdminFactory(make_game(clock=clock), token="right"), "127.0.0.9", 40001)
+        peer.send(b"Admin-Greetings wrong\r\n")
+        clock.advance(1)  # the delay after a wrong token
+        assert peer.read() == ["ERR bad token"]
         assert peer.closed
     finally:
         globalLogPublisher.removeObserver(seen.append)

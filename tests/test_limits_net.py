@@ -12,19 +12,21 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.internet import defer, endpoints, protocol, task
-from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.error import ConnectionDone, ProcessDone, ProcessTerminated
 
 from guessgame.admin import AdminFactory
 from guessgame.game import Game, Left
-from guessgame.limits import IDLE_GOODBYE, SERVER_FULL, TOO_MANY_FROM_ADDRESS, Limits
+from guessgame.limits import CLOSE_GRACE, IDLE_GOODBYE, SERVER_FULL, TOO_MANY_FROM_ADDRESS, Limits
 from guessgame.player import PlayerFactory
-from tests.common import LineClient, listen, make_game, open_client, secret_of
-from tests.e2e import Daemon
+from tests.clients import make_certificate
+from tests.common import FakeObserver, LineClient, listen, make_game, open_client, secret_of
+from tests.e2e import WAIT, Daemon
 
 GREETING = ["You are now connected to the server!", "Pick a number between 1-30"]
 
@@ -160,6 +162,28 @@ def test_flood_is_slowed_not_dropped() -> Iterator[Any]:
         yield game.stopService()
 
 
+@pytest_twisted.inlineCallbacks
+def test_player_dropped_by_the_output_cap_plays_no_more() -> Iterator[Any]:
+    """Over TCP, lines a dropped player sent before the drop are never handled."""
+    game = make_game()
+    observer = FakeObserver()
+    game.add_observer(observer)
+    port = yield listen(PlayerFactory(game, limits=Limits(max_output=1024)))
+    try:
+        client = yield open_client(port.getHost().port)
+        assert (yield greeted(client)) == GREETING
+        secret = str(secret_of(game)).encode()
+        client.transport.write(b"help\n" * 40 + secret + b"\n" + b"name ghost\n")
+        yield client.lost.addTimeout(5, reactor())
+        yield task.deferLater(reactor(), 0.1, lambda: None)
+        kinds = [type(event).__name__ for event in observer.events]
+        assert kinds == ["Joined", "Left"]
+        assert [event.reason for event in observer.events if isinstance(event, Left)] == ["error"]
+        assert game.players == {}
+    finally:
+        yield port.stopListening()
+
+
 class Churn(protocol.Protocol):
     """A client that aborts its connection at once or after the first bytes."""
 
@@ -216,6 +240,141 @@ def test_500_aborted_connections_leave_no_player() -> Iterator[Any]:
         yield admins.stopListening()
 
 
+# TLS: closing with the output cap's producer registered.
+
+# Twisted's ssl: server endpoint still hands pyOpenSSL its older certificate type.
+OLD_CERTIFICATE_TYPE = "ignore:Passing pyOpenSSL (X509|PKey) objects is deprecated"
+
+
+class ClosingClient(LineClient):
+    """A LineClient that keeps the reason its connection was lost."""
+
+    reason: Any = None
+
+    def connectionLost(self, reason: Any = protocol.connectionDone) -> None:
+        """Keep the reason, then fail waiters and fire `lost`."""
+        self.reason = reason
+        super().connectionLost(reason)
+
+
+@defer.inlineCallbacks
+def listen_tls(factory: protocol.Factory[Any], directory: Any) -> Any:
+    """Listen with ``factory`` over TLS on a free loopback port; return the port and a client.
+
+    The client is a function that connects a `ClosingClient` to it,
+    checking the server's self-signed certificate for ``localhost``.
+    """
+    from twisted.internet import ssl
+
+    key, cert = make_certificate(directory, "server")
+    port = yield endpoints.serverFromString(
+        reactor(), f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    ).listen(factory)
+    trust = ssl.Certificate.loadPEM(Path(cert).read_bytes())
+
+    def connect() -> defer.Deferred[Any]:
+        endpoint = endpoints.SSL4ClientEndpoint(
+            reactor(),
+            "127.0.0.1",
+            port.getHost().port,
+            ssl.optionsForClientTLS("localhost", trustRoot=trust),
+            timeout=5,
+        )
+        return endpoints.connectProtocol(endpoint, ClosingClient())
+
+    return port, connect
+
+
+@pytest.mark.filterwarnings(OLD_CERTIFICATE_TYPE)
+@pytest_twisted.inlineCallbacks
+def test_quit_over_tls_closes_cleanly(tmp_path: Any) -> Iterator[Any]:
+    """A player's quit over TLS with the output cap on ends in a clean close, not an abort."""
+    game = Game(reactor(), lo=1, hi=30)
+    game.startService()
+    # The greeting waits for the first line, which comes after the handshake.
+    factory = PlayerFactory(game, limits=Limits(max_output=65536), classic_wait=30)
+    port, connect = yield listen_tls(factory, tmp_path)
+    try:
+        client = yield connect()
+        gone = left(game)
+        client.send("quit")
+        assert (yield greeted(client)) == GREETING
+        assert (yield client.next_line()) == "Goodbye!"
+        # Bounded beyond the close grace, after which a close is an abort.
+        yield client.lost.addTimeout(CLOSE_GRACE + 10, reactor())
+        client.reason.trap(ConnectionDone)
+        assert (yield gone).reason == "quit"
+    finally:
+        yield port.stopListening()
+        yield game.stopService()
+
+
+@pytest.mark.filterwarnings(OLD_CERTIFICATE_TYPE)
+@pytest_twisted.inlineCallbacks
+def test_admin_quit_over_tls_closes_cleanly(tmp_path: Any) -> Iterator[Any]:
+    """An administrator's quit over TLS with the output cap on ends in a clean close."""
+    game = make_game()
+    port, connect = yield listen_tls(AdminFactory(game, max_output=65536), tmp_path)
+    try:
+        client = yield connect()
+        client.send("Admin-Greetings")
+        assert (yield client.next_line()) == "OK Admin-Greetings, 0 players online"
+        client.send("quit")
+        assert (yield client.next_line()) == "OK bye"
+        # An administrator has no close grace: a held close would never end.
+        yield client.lost.addTimeout(CLOSE_GRACE + 10, reactor())
+        client.reason.trap(ConnectionDone)
+    finally:
+        yield port.stopListening()
+
+
+@pytest.mark.filterwarnings(OLD_CERTIFICATE_TYPE)
+@pytest_twisted.inlineCallbacks
+def test_player_greeted_before_the_tls_handshake_stays(tmp_path: Any) -> Iterator[Any]:
+    """Output queued while the TLS handshake is under way is not a peer that stopped reading."""
+    game = Game(reactor(), lo=1, hi=30)
+    game.startService()
+    # No dialect wait: the greeting is written as the connection opens,
+    # before the handshake can be over.
+    factory = PlayerFactory(game, limits=Limits(max_output=65536), classic_wait=0)
+    port, connect = yield listen_tls(factory, tmp_path)
+    try:
+        client = yield connect()
+        assert (yield greeted(client)) == GREETING
+        client.send("help")
+        assert (yield client.next_line()).startswith("Guess the secret whole number")
+        assert len(game.players) == 1
+        yield client.close()
+    finally:
+        yield port.stopListening()
+        yield game.stopService()
+
+
+@pytest.mark.filterwarnings(OLD_CERTIFICATE_TYPE)
+@pytest_twisted.inlineCallbacks
+def test_output_cap_holds_over_tls(tmp_path: Any) -> Iterator[Any]:
+    """Over TLS a player with more than max-output bytes unsent is dropped, reason error."""
+    game = Game(reactor(), lo=1, hi=30)
+    game.startService()
+    factory = PlayerFactory(game, limits=Limits(max_output=4096), classic_wait=30)
+    port, connect = yield listen_tls(factory, tmp_path)
+    try:
+        client = yield connect()
+        client.send("help")
+        assert (yield greeted(client)) == GREETING
+        assert (yield client.next_line()).startswith("Guess the secret whole number")
+        gone = left(game)
+        # Written in one turn of the reactor: all of it is unsent at once,
+        # more than the cap and less than the transport's default buffer.
+        for n in range(16):
+            game.say(f"{n:02d} " + "m" * 1000)
+        assert (yield gone).reason == "error"
+        yield client.lost.addTimeout(5, reactor())
+    finally:
+        yield port.stopListening()
+        yield game.stopService()
+
+
 # The daemon as a subprocess: its memory while a player stops reading.
 
 
@@ -264,6 +423,57 @@ def test_never_reading_player_is_dropped_and_memory_stays_flat(tmp_path: Any) ->
         assert reader.readline() == b"OK 0 players\r\n"
         lazy.close()
         admin.close()
+
+
+def closed_by_server(sock: socket.socket, most: int) -> bool:
+    """Read until the server closes ``sock``; False if ``most`` bytes come first."""
+    received = 0
+    try:
+        while received < most:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return True
+            received += len(chunk)
+    except ConnectionResetError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize(
+    ("greet", "command"),
+    [(True, b"help\r\n"), (False, b"x\r\n")],
+    ids=["after-the-handshake", "before-the-handshake"],
+)
+def test_admin_that_never_reads_is_dropped_and_logged(
+    tmp_path: Any, greet: bool, command: bytes
+) -> None:
+    """An administrator that floods and never reads is dropped and logged; memory stays flat."""
+    with Daemon("--max-output=65536", cwd=tmp_path) as daemon:
+        admin = socket.socket()
+        admin.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        admin.settimeout(WAIT)
+        admin.connect(("127.0.0.1", daemon.ports["admin"]))
+        peer = f"127.0.0.1:{admin.getsockname()[1]}"
+        if greet:
+            admin.sendall(b"Admin-Greetings\r\n")
+            assert admin.recv(100).startswith(b"OK Admin-Greetings, ")
+        before = _memory_kib(daemon.proc.pid, "VmRSS")
+        # Lines asking for 20 MB of replies (help: 700 bytes each; before
+        # the handshake, an ERR line of 32 bytes a line of 3), none read.
+        batch = command * (20_000_000 // 100 // (700 if greet else 32))
+        try:
+            for _ in range(100):
+                admin.sendall(batch)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # dropped while sending
+        # Far less than the replies: what the cap and the kernel's buffers hold.
+        assert closed_by_server(admin, 4_000_000), "the administrator was never disconnected"
+        grown = _memory_kib(daemon.proc.pid, "VmHWM") - before
+        assert grown < 16 * 1024, f"daemon memory grew by {grown} KiB"
+        admin.close()
+        assert daemon.admin().command("count") == ["OK 0 players"]
+    logged = f"administrator {peer} stopped reading: over 65536 bytes unsent, closing"
+    assert any(logged in line for line in daemon.log), logged
 
 
 # A real telnet client in a pseudo-terminal.
@@ -340,13 +550,14 @@ def run_telnet(port: int) -> Any:
 )
 @pytest_twisted.inlineCallbacks
 def test_real_telnet_session_plays_and_ctrl_c_quits() -> Iterator[Any]:
-    """Debian telnet in a pty plays a whole game, and its Ctrl-C says Goodbye! and closes."""
+    """Debian telnet in a pty plays a whole game, arrow keys change nothing, Ctrl-C quits."""
     game = make_game(seed=5)
     port = yield listen(PlayerFactory(game))
     number = port.getHost().port
     try:
         terminal = yield run_telnet(number)
-        terminal.type(b"name tel\r")
+        # An arrow key typed into the line is dropped, not a bad name.
+        terminal.type(b"name t\x1b[Del\r")
         yield terminal.expect("You are now known as tel.")
         secret = secret_of(game)
         wrong = 1 if secret != 1 else 2

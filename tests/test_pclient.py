@@ -10,9 +10,11 @@ from twisted.internet import defer
 
 from guessgame.game import Left
 from guessgame.pclient import (
+    GOODBYE_TIMEOUT,
     BinarySearch,
     Input,
     Options,
+    PlayerClient,
     announces_range,
     check_input,
     ending_of,
@@ -20,10 +22,24 @@ from guessgame.pclient import (
     restarts_round,
 )
 from guessgame.player import PlayerProtocol
-from tests.clients import Daemon, Spawner, daemon, run, spawn, start_daemon
+from tests.clients import (
+    TLS_FAILURES,
+    Daemon,
+    Spawner,
+    TLSListeners,
+    daemon,
+    make_certificate,
+    make_command,
+    run,
+    spawn,
+    start_daemon,
+    tls_failure,
+    tls_listen,
+    trust_roots,
+)
 from tests.common import FakeObserver, listen, open_client
 
-__all__ = ["daemon", "spawn"]  # fixtures
+__all__ = ["daemon", "spawn", "tls_listen"]  # fixtures
 
 GREETING = ["You are now connected to the server!", "Pick a number between 1-30"]
 
@@ -496,51 +512,13 @@ def test_connect_endpoint(spawn: Spawner) -> Any:
     assert player.stdout_lines == [*GREETING, "Goodbye!"]
 
 
-def self_signed(directory: Any) -> tuple[str, str]:
-    """A key and a self-signed certificate for ``localhost`` in ``directory``."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    key_path = directory / "key.pem"
-    cert_path = directory / "cert.pem"
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return str(key_path), str(cert_path)
-
-
 # Twisted's ssl: server endpoint still hands pyOpenSSL its older certificate type.
 @pytest.mark.filterwarnings("ignore:Passing pyOpenSSL (X509|PKey) objects is deprecated")
 @pytest_twisted.inlineCallbacks
 def test_connect_tls(spawn: Spawner, tmp_path: Any) -> Any:
     """--connect tls:... plays over TLS, checking the server's certificate."""
-    key, cert = self_signed(tmp_path)
-    (tmp_path / "roots").mkdir()
-    (tmp_path / "roots" / "cert.pem").write_bytes((tmp_path / "cert.pem").read_bytes())
+    key, cert = make_certificate(tmp_path, "server")
+    roots = trust_roots(tmp_path, cert)
     running = start_daemon("--player", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
     try:
         port = running.player_port
@@ -548,13 +526,96 @@ def test_connect_tls(spawn: Spawner, tmp_path: Any) -> Any:
             spawn,
             "pclient",
             "--connect",
-            f"tls:localhost:{port}:trustRoots={tmp_path / 'roots'}",
+            f"tls:localhost:{port}:trustRoots={roots}",
             stdin="quit\n",
         )
     finally:
         yield running.stop()
     assert (player.code, player.stderr_text) == (0, "")
     assert player.stdout_lines == [*GREETING, "Goodbye!"]
+
+
+@pytest.mark.parametrize("case", sorted(TLS_FAILURES))
+@pytest_twisted.inlineCallbacks
+def test_tls_check_fails(spawn: Spawner, tls_listen: TLSListeners, tmp_path: Any, case: str) -> Any:
+    """A certificate that fails the check: one line on stderr, status 1, nothing sent."""
+    key, cert, roots = tls_failure(tmp_path, case)
+    listener = yield tls_listen(key, cert)
+    address = f"tls:localhost:{listener.number}:trustRoots={roots}"
+    player = yield run(spawn, "pclient", "--connect", address, stdin="15\nquit\n")
+    assert (player.code, player.out, player.stderr_text) == (
+        1,
+        b"",
+        f"guessgame-play: cannot connect to {address}: {TLS_FAILURES[case]}\n",
+    )
+    assert listener.received == b""
+
+
+@pytest_twisted.inlineCallbacks
+def test_tls_goodbye_from_a_slow_server(
+    spawn: Spawner, tls_listen: TLSListeners, tmp_path: Any
+) -> Any:
+    """End of input over TLS: the goodbye and status 0, though the server is slow to close."""
+    key, cert = make_certificate(tmp_path, "server")
+    listener = yield tls_listen(key, cert)
+    address = f"tls:localhost:{listener.number}:trustRoots={trust_roots(tmp_path, cert)}"
+    player = yield run(spawn, "pclient", "--connect", address, stdin="15\n")
+    assert (player.code, player.stderr_text) == (0, "")
+    assert player.stdout_lines == [*GREETING, "Too low! Pick a number between 1-30", "Goodbye!"]
+    assert listener.received == b"15\nquit\n"
+
+
+def test_goodbye_timeout_ends_the_game_cleanly() -> None:
+    """A server that says Goodbye! but never closes: aborted after a while, status 0."""
+    from twisted.internet.error import ConnectionAborted
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+    from twisted.python.failure import Failure
+
+    clock = Clock()
+    client = PlayerClient(clock, "h:1", None)
+    transport = StringTransport()
+    client.makeConnection(transport)
+    client.dataReceived(b"You are now connected to the server!\r\nPick a number between 1-30\r\n")
+    results: list[object] = []
+    client.finished.addBoth(results.append)  # as play() waits for it
+    client.leave()
+    client.dataReceived(b"Too low! Pick a number between 1-30\r\nGoodbye!\r\n")
+    clock.advance(GOODBYE_TIMEOUT)
+    assert transport.disconnecting
+    client.connectionLost(Failure(ConnectionAborted()))
+    assert results == [0]
+
+
+@pytest_twisted.inlineCallbacks
+def test_make_play(daemon: Daemon, spawn: Spawner) -> Any:
+    """make play runs guessgame-play from .venv with ARGS, as the README shows."""
+    player = spawn.program(make_command("play", f"--port {daemon.player_port}"))
+    player.type("quit\n")
+    player.close_stdin()
+    assert (yield player.finish()) == 0
+    assert (player.stdout_lines, player.stderr_text) == ([*GREETING, "Goodbye!"], "")
+
+
+@pytest_twisted.inlineCallbacks
+def test_readme_connect_examples(spawn: Spawner) -> Any:
+    """Every --connect tcp: example in the README reaches a daemon with the default --player."""
+    import re
+
+    from tests.clients import ROOT
+
+    readme = (ROOT / "README.rst").read_text(encoding="utf-8")
+    examples = re.findall(r"--connect[ =]`*(tcp:[^` ]+)", readme)
+    examples += re.findall(r"``(tcp:host=[^`]+)``", readme)
+    assert examples
+    running = start_daemon("--player", "tcp:0")  # the default, on a free port
+    try:
+        for example in sorted(set(examples)):
+            endpoint = re.sub(r"port=4000", f"port={running.player_port}", example)
+            player = yield run(spawn, "pclient", "--connect", endpoint, stdin="quit\n")
+            assert (example, player.code, player.stderr_text) == (example, 0, "")
+    finally:
+        yield running.stop()
 
 
 @pytest_twisted.inlineCallbacks

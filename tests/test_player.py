@@ -166,10 +166,10 @@ def test_surrounding_white_space_is_ignored() -> None:
     ("data", "reply"),
     [
         (b"x" * 513 + b"\n", "*** Line too long. Goodbye!"),
-        (b"x" * 512, "*** Line too long. Goodbye!"),
+        (b"x" * 513, "*** Line too long. Goodbye!"),
         (b"x" * 100_000, "*** Line too long. Goodbye!"),
     ],
-    ids=["line of 513", "512 with no line end", "100000 with no line end"],
+    ids=["line of 513", "513 with no line end", "100000 with no line end"],
 )
 def test_line_too_long(data: bytes, reply: str) -> None:
     """A line over --max-line, or that many bytes unterminated, is refused and closed."""
@@ -184,6 +184,46 @@ def test_longest_allowed_line_is_answered() -> None:
     assert peer.send(b"x" * 512 + b"\r\n") == [PROMPT]
     assert peer.send(b"y" * 512 + b"\n") == [PROMPT]
     assert not peer.closed
+
+
+@pytest.mark.parametrize(
+    "packets",
+    [
+        [b"x" * 512 + b"\r", b"\n"],
+        [b"x" * 512, b"\r\n"],
+        [b"x" * 512, b"\r", b"\n"],
+        [b"x" * 512, b"\n"],
+        [b"x" * 256, b"x" * 256 + b"\r", b"\n"],
+        [b"x" * 511, b"x\r\n"],
+    ],
+    ids=["512+CR, LF", "512, CRLF", "512, CR, LF", "512, LF", "256, 256+CR, LF", "511, x CRLF"],
+)
+def test_longest_line_is_a_line_however_split(packets: list[bytes]) -> None:
+    """A line of exactly --max-line bytes is answered whatever the packets it came in."""
+    peer = player(make_game())
+    replies = [line for packet in packets for line in peer.send(packet)]
+    assert replies == [PROMPT]
+    assert not peer.closed
+
+
+@pytest.mark.parametrize(
+    ("edited", "plain"),
+    [
+        (b"4\x083\n", b"3\n"),
+        (b"4\x7f3\n", b"3\n"),
+        (b"8\x1b[D\n", b"8\n"),
+        (b"\x1b[A2\x1b[B0\n", b"20\n"),
+        (b"1\x1bOC5\n", b"15\n"),
+        (b"25\x08\x08\x086\n", b"6\n"),
+        (b"\x1b[1;2H12\r\n", b"12\r\n"),
+    ],
+    ids=["BS", "DEL", "left arrow", "up and down", "SS3 right", "BS past the start", "home"],
+)
+def test_line_editing_gives_the_edited_guess(edited: bytes, plain: bytes) -> None:
+    """BS/DEL erase the character before them and escape sequences are dropped."""
+    first = player(game_with_secret(17))
+    second = player(game_with_secret(17))
+    assert first.send(edited) == second.send(plain)
 
 
 def test_invalid_utf8_is_invalid_input() -> None:

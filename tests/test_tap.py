@@ -5,13 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.interfaces import IAddress
 from twisted.internet.task import Clock
 from twisted.python import usage
 
 from guessgame.admin import AdminFactory
 from guessgame.game import Game
 from guessgame.player import PlayerFactory
-from guessgame.tap import Listener, Options, makeService, player_endpoint
+from guessgame.tap import (
+    Listener,
+    Options,
+    describe_database,
+    how_to_connect,
+    makeService,
+    player_endpoint,
+)
 
 
 def parse(*argv: str) -> Options:
@@ -127,3 +136,57 @@ def test_service_tree() -> None:
     assert isinstance(player.factory, PlayerFactory) and isinstance(admin.factory, AdminFactory)
     assert player.factory.game is game and admin.factory.game is game
     assert (admin.factory.token, admin.factory.max_admins) == ("t", 3)
+
+
+@pytest.mark.parametrize(
+    ("description", "address", "hint"),
+    [
+        (
+            "tcp:4000:interface=127.0.0.1",
+            IPv4Address("TCP", "127.0.0.1", 4000),
+            "players connect with: nc 127.0.0.1 4000",
+        ),
+        (
+            "tcp:4000",
+            IPv4Address("TCP", "0.0.0.0", 4000),
+            "the player port is open on every interface: players connect with: "
+            "nc gamehost 4000 (nc 127.0.0.1 4000 on this machine)",
+        ),
+        (
+            "tcp6:4000",
+            IPv6Address("TCP", "::", 4000),
+            "the player port is open on every interface: players connect with: "
+            "nc gamehost 4000 (nc ::1 4000 on this machine)",
+        ),
+        (
+            "ssl:4443:interface=10.0.0.5:privateKey=k.pem",
+            IPv4Address("TCP", "10.0.0.5", 4443),
+            "players connect with: openssl s_client -quiet -connect 10.0.0.5:4443",
+        ),
+        (
+            "unix:/run/guessgame.sock",
+            UNIXAddress("/run/guessgame.sock"),
+            "players connect with: nc -U /run/guessgame.sock",
+        ),
+    ],
+)
+def test_how_to_connect(description: str, address: IAddress, hint: str) -> None:
+    """The start-up log says how players connect, and whether every interface is open."""
+    assert how_to_connect(description, address, "gamehost") == hint
+
+
+@pytest.mark.parametrize(
+    ("db", "shown"),
+    [
+        (":memory:", ":memory: (nothing is kept)"),
+        ("postgresql://game:s3cret@db.example/guess", "postgresql://game:***@db.example/guess"),
+    ],
+)
+def test_database_shown(db: str, shown: str) -> None:
+    """The start-up log names the database without a password in it."""
+    assert describe_database(db) == shown
+
+
+def test_database_shown_with_its_absolute_path(tmp_path: Path) -> None:
+    """A relative --db is shown as the absolute path of the file."""
+    assert describe_database("game.sqlite3") == str(tmp_path / "game.sqlite3")

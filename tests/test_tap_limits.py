@@ -9,6 +9,7 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.python import usage
 
+from guessgame.admin import AdminFactory
 from guessgame.limits import Limits
 from guessgame.player import PlayerFactory
 from guessgame.tap import FileLimit, Options, is_local_endpoint, makeService
@@ -120,6 +121,15 @@ def test_make_service_gives_the_player_port_its_limits() -> None:
     assert isinstance(factory, PlayerFactory)
     assert factory.limits == options.limits()
     assert factory.limits.max_per_ip == 7
+
+
+@pytest.mark.parametrize(("args", "cap"), [([], 65536), (["--max-output=4096"], 4096)])
+def test_make_service_gives_the_admin_port_the_output_cap(args: list[str], cap: int) -> None:
+    """The admin factory makeService builds carries --max-output too."""
+    top = makeService(parse("--player=tcp:0:interface=127.0.0.1", *args), reactor=Clock())
+    factory = top.getServiceNamed("admin").factory
+    assert isinstance(factory, AdminFactory)
+    assert factory.max_output == cap
 
 
 def _warnings(max_players: int) -> list[str]:
