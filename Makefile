@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run play admin test lint typecheck pytest bench bench-quick soak clean help test-tools postgresql-server
+.PHONY: run play admin test lint typecheck pytest bench bench-quick bench-load soak clean help test-tools postgresql-server
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -47,8 +47,11 @@ test: $(VENV)/.installed-test test-tools postgresql-server  ## install with the 
 bench: $(VENV)/.installed  ## the daemon against the bare Twisted ceiling: the whole matrix (a few minutes)
 	$(BIN)/python -m bench.run $(ARGS)
 
-bench-quick: $(VENV)/.installed  ## the N=1000 pair of the benchmark only
+bench-quick: $(VENV)/.installed  ## the N=1000 rows of the benchmark only
 	$(BIN)/python -m bench.run --quick $(ARGS)
+
+bench-load: $(VENV)/.installed  ## CPU per guess at a fixed load: N=1000, a guess each per 50 ms (4 minutes)
+	$(BIN)/python -m bench.run --fixed-load $(ARGS)
 
 # The real-telnet, netcat and browser tests need Debian's telnet,
 # netcat-openbsd, and chromium with chromium-driver:
