@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run play admin test lint typecheck pytest bench bench-quick soak clean help test-tools
+.PHONY: run play admin test lint typecheck pytest bench bench-quick bench-load soak clean help test-tools postgresql-server
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -39,7 +39,7 @@ play: $(VENV)/.installed  ## play from this terminal (ARGS="--auto --name bob", 
 admin: $(VENV)/.installed  ## the admin client: a command (ARGS=who, ARGS="kick 7") or, without, the console
 	@$(BIN)/guessgame-admin $(ARGS)
 
-test: $(VENV)/.installed-test test-tools  ## install with the test extra, lint, type-check, run every test
+test: $(VENV)/.installed-test test-tools postgresql-server  ## install with the test extra, lint, type-check, run every test
 	$(BIN)/ruff check .
 	$(BIN)/mypy guessgame
 	$(BIN)/python -m pytest $(ARGS)
@@ -47,8 +47,11 @@ test: $(VENV)/.installed-test test-tools  ## install with the test extra, lint, 
 bench: $(VENV)/.installed  ## the daemon against the bare Twisted ceiling: the whole matrix (a few minutes)
 	$(BIN)/python -m bench.run $(ARGS)
 
-bench-quick: $(VENV)/.installed  ## the N=1000 pair of the benchmark only
+bench-quick: $(VENV)/.installed  ## the N=1000 rows of the benchmark only
 	$(BIN)/python -m bench.run --quick $(ARGS)
+
+bench-load: $(VENV)/.installed  ## CPU per guess at a fixed load: N=1000, a guess each per 50 ms (4 minutes)
+	$(BIN)/python -m bench.run --fixed-load $(ARGS)
 
 # The real-telnet, netcat and browser tests need Debian's telnet,
 # netcat-openbsd, and chromium with chromium-driver:
@@ -72,6 +75,23 @@ test-tools:
 	$(call install-tool,telnet,telnet)
 	$(call install-tool,nc,netcat-openbsd)
 	$(call install-tool,chromedriver,chromium chromium-driver)
+
+# The PostgreSQL tests start a server of their own from Debian's postgresql
+# package (initdb and pg_ctl, not on PATH there): install it where we can, as
+# the tools above, else
+# those tests are skipped and say why.
+postgresql-server:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing postgresql for the PostgreSQL tests"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq postgresql </dev/null >/dev/null 2>&1 || \
+	    { apt-get update -qq </dev/null >/dev/null 2>&1 && \
+	      apt-get install -y -qq postgresql </dev/null >/dev/null 2>&1; } || \
+	    echo "could not install postgresql: the PostgreSQL tests will be skipped"; \
+	  else \
+	    echo "postgresql is missing and cannot be installed here: the PostgreSQL tests will be skipped"; \
+	  fi; }
 
 soak: $(VENV)/.installed  ## not in CI: 5,000 connections, 100 flooding, 50 playing (ARGS="--duration 60")
 	$(BIN)/python bench/soak.py $(ARGS)

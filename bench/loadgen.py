@@ -13,6 +13,13 @@ exits.  It always stops by itself: a hard alarm ends it if anything hangs.
 ``--endless`` is for the ceiling, whose every answer is ``Too low!``: when
 the search runs out, it starts over instead of counting an error.
 
+``--interval SECONDS`` offers a fixed load instead of playing flat out: a
+player's guesses are due that far apart, on a fixed grid from its first
+(a guess whose reply comes after the next one was due goes out at once and
+starts the grid again), so N players offer N/SECONDS guesses a second and
+the server's CPU per guess can be compared at the same rate.  The result
+then names the offered rate beside the achieved one.
+
 ``--websocket`` plays the same game over the web port's ``/play``: one
 WebSocket text message a line each way, framed here by hand (a fixed
 handshake, masked client frames, unmasked server frames) so that the
@@ -82,6 +89,13 @@ class Config:
     retry_delay: float
     sources: int
     websocket: bool = False
+    #: Seconds from one guess to the next of the same player; 0: flat out.
+    interval: float = 0.0
+
+    @property
+    def offered_per_s(self) -> float | None:
+        """Guesses a second the players offer at a fixed ``interval``; None flat out."""
+        return self.players / self.interval if self.interval else None
 
     @property
     def ramp(self) -> float:
@@ -130,6 +144,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     parser.add_argument(
         "--websocket", action="store_true", help="play over the web port's /play WebSocket"
     )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=0.0,
+        help="seconds from one guess of a player to its next (0: flat out, one "
+        "guess outstanding and the next sent on the reply)",
+    )
     parser.add_argument("--reply-timeout", type=_positive(float), default=10.0)
     parser.add_argument("--retry-delay", type=_positive(float), default=0.5)
     parser.add_argument(
@@ -146,6 +167,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         parser.error("--port must be 1-65535")
     if ns.sources < 0 or ns.sources > 250:
         parser.error("--sources must be 0-250")
+    if not 0 <= ns.interval < math.inf:
+        parser.error("--interval must be 0 or a positive number of seconds")
     sources = ns.sources or math.ceil(ns.players / PLAYERS_PER_SOURCE)
     lo, hi = ns.range
     return Config(
@@ -161,6 +184,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         reply_timeout=ns.reply_timeout,
         retry_delay=ns.retry_delay,
         sources=sources,
+        interval=ns.interval,
         websocket=ns.websocket,
     )
 
@@ -223,6 +247,7 @@ class Player(asyncio.Protocol):
         self.hi = gen.config.hi
         self.guess = 0
         self.outstanding = False
+        self.due: float | None = None  # when the last guess was due, at a fixed interval
 
     # asyncio.Protocol.
 
@@ -304,7 +329,20 @@ class Player(asyncio.Protocol):
             self.lo, self.hi = self.gen.config.lo, self.gen.config.hi
         self.guess = (self.lo + self.hi) // 2
         self.outstanding = True
-        self.gen.send_soon(self)
+        gen = self.gen
+        interval = gen.config.interval
+        if interval:
+            # Keep to the grid of due times, so that a late wake-up of this
+            # loop does not stretch the interval; only a reply that comes
+            # after the next guess was due starts the grid again from now.
+            now = time.perf_counter()
+            due = now if self.due is None else self.due + interval
+            if due > now:
+                self.due = due
+                gen.loop.call_later(due - now, gen.send_soon, self)
+                return
+            self.due = now
+        gen.send_soon(self)
 
     def fail(self, kind: str, line: bytes | None = None) -> None:
         """Count an error, drop the connection and connect again later."""
@@ -587,6 +625,8 @@ class LoadGenerator:
             "players": config.players,
             "range": f"{config.lo}-{config.hi}",
             "endless": config.endless,
+            "interval_s": config.interval,
+            "offered_per_s": config.offered_per_s,
             "window_s": round(window, 3),
             "guesses": replies["count"],
             "guesses_per_s": round(len(self.latencies) / window, 1) if window > 0 else 0.0,

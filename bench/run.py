@@ -11,7 +11,18 @@ writes one JSON line per row (``bench/results.jsonl``).
 The daemon runs with its defaults except the limits and the classic
 dialect's greeting wait, which are turned off where this daemon has those
 options (``twistd guessgame --help`` says); one more row keeps the default
-wait and reports the connect-to-prompt time.
+wait and reports the connect-to-prompt time, and every pair gains a row of
+the daemon at its default options (limits on, the classic wait of 0.1 s),
+all but ``--max-per-ip``, since the whole load comes from one address.
+
+``--fixed-load`` runs another table: instead of flat out, each of N=1000
+players sends one guess every 50 ms (``--interval``), about 20,000 guesses
+a second, which both servers carry with CPU to spare, and the figure
+compared is the server's CPU time per guess.  The rows run in alternating
+pairs (ceiling, daemon, ceiling, daemon...), ``--rounds`` of them for each
+daemon variant (defaults, limits off); each daemon row is compared with the
+ceiling just before it and the median of its pairs is the figure.  A row
+whose achieved rate falls short of the offered one is marked saturated.
 
 The ``web`` row runs N WebSocket players on the web port's ``/play``
 beside N TCP players on the player port, one load generator each, against
@@ -20,7 +31,8 @@ it cost in the daemon row with the same N and range, and the rest of the
 CPU time, over the WebSocket guesses, is the cost of a WebSocket guess.
 Other rows run with the web port off (where the daemon has one).
 
-Run: ``python -m bench.run`` (the full matrix) or ``python -m bench.run --quick``.
+Run: ``python -m bench.run`` (the full matrix), ``python -m bench.run --quick``
+or ``python -m bench.run --fixed-load``.
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,20 +59,27 @@ from bench.loadgen import raise_file_limit
 from guessgame.game import parse_range
 
 __all__ = [
+    "DEFAULT_OPTIONS",
     "FAST_OPTIONS",
+    "FIXED_LOAD_TARGETS",
     "Row",
     "Sample",
     "cpu_percent",
+    "fixed_load_rows",
+    "fixed_load_summary",
+    "format_fixed_load",
     "format_table",
     "kb_per_connection",
     "limited_by",
     "listening_port",
     "main",
     "matrix",
+    "pair_in_order",
     "pair_ratios",
     "parse_args",
     "parse_proc_stat",
     "parse_rss_kb",
+    "saturated",
     "summarise_profile",
     "supported_options",
     "us_per_guess",
@@ -78,6 +98,21 @@ FAST_OPTIONS: list[tuple[str, str]] = [
 ]
 #: The option the extra row leaves at its default.
 WAIT_OPTION = "--classic-wait"
+#: The daemon as people run it, but for the one limit a load generator on a
+#: single address would hit: the ``daemon, defaults`` rows.
+DEFAULT_OPTIONS: list[tuple[str, str]] = [("--max-per-ip", "0")]
+#: The daemon's limit on lines a second per connection, when left at its default.
+DEFAULT_MAX_RATE = 100
+
+#: The fixed offered load: players, seconds between one player's guesses, rounds.
+FIXED_PLAYERS = 1000
+FIXED_INTERVAL = 0.05
+FIXED_ROUNDS = 3
+#: Below this share of the offered rate a row is saturated.
+SATURATION = 0.97
+#: At most this many times the ceiling's CPU per guess at the fixed load, by
+#: the daemon's options (``default``: defaults, ``fast``: limits off).
+FIXED_LOAD_TARGETS: dict[str, float] = {"default": 1 / 0.85, "fast": 1 / 0.90}
 
 LISTENING = re.compile(r"player port listening on (?:\[[^\]]*\]|[^\s:]+):(\d+)")
 WEB_LISTENING = re.compile(r"web port listening on (?:\[[^\]]*\]|[^\s:]+):(\d+)")
@@ -97,8 +132,14 @@ class Row:
     lo: int
     hi: int
     default_wait: bool = False
+    #: The daemon's options: ``fast`` (limits off) or ``default`` (`DEFAULT_OPTIONS`).
+    options: str = "fast"
+    #: Seconds between one player's guesses at a fixed offered load; 0: flat out.
+    interval: float = 0.0
     #: The daemon serves Prometheus metrics (``--metrics``) during the row.
     metrics: bool = False
+    #: The daemon's --db: "sqlite" (the default file) or "postgres".
+    store: str = "sqlite"
 
     @property
     def range_text(self) -> str:
@@ -112,7 +153,17 @@ class Row:
             return "daemon, TCP+WebSocket"
         if self.metrics:
             return "daemon, metrics on"
+        if self.store == "postgres":
+            return "daemon, postgres"
+        if self.server == "daemon" and self.options == "default":
+            return "daemon, defaults"
         return "daemon, default wait" if self.default_wait else self.server
+
+    @property
+    def slug(self) -> str:
+        """The row in a file name: server, options, N and range."""
+        name = self.label.replace(", ", "-").replace(" ", "-")
+        return f"{name}-{self.players}-{self.range_text}"
 
 
 def matrix(
@@ -120,6 +171,7 @@ def matrix(
 ) -> list[Row]:
     """The rows to run: each daemon row right after its ceiling row, then the web row.
 
+    After the pairs, the N=1000 wide daemon on the PostgreSQL store.
     ``pairs`` (N, (LO, HI)) replace the matrix when given; with ``metrics``
     each daemon row is followed by the same row with metrics on.
     """
@@ -134,10 +186,34 @@ def matrix(
         rows.append(Row("daemon", n, lo, hi))
         if metrics:
             rows.append(Row("daemon", n, lo, hi, metrics=True))
+        rows.append(Row("daemon", n, lo, hi, options="default"))
+    if not pairs and (1000, WIDE) in chosen:
+        rows.append(Row("daemon", 1000, *WIDE, store="postgres"))
     if not quick and not pairs:
         rows.append(Row("daemon", 1000, *NARROW, default_wait=True))
     if not pairs:
         rows.append(Row("web", 1000, *WIDE))
+    return rows
+
+
+def fixed_load_rows(
+    rounds: int = FIXED_ROUNDS,
+    variants: Sequence[str] = ("default", "fast"),
+    players: int = FIXED_PLAYERS,
+    span: tuple[int, int] = WIDE,
+    interval: float = FIXED_INTERVAL,
+) -> list[Row]:
+    """The fixed-load rows: alternating pairs, ceiling then daemon, round by round.
+
+    Each round has one pair per daemon variant, so that the variants take
+    turns and a slow spell of the machine spreads over all of them.
+    """
+    lo, hi = span
+    rows: list[Row] = []
+    for _ in range(rounds):
+        for options in variants:
+            rows.append(Row("ceiling", players, lo, hi, interval=interval))
+            rows.append(Row("daemon", players, lo, hi, options=options, interval=interval))
     return rows
 
 
@@ -172,10 +248,54 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
     parser.add_argument(
+        "--postgres",
+        default=None,
+        metavar="URI",
+        help="PostgreSQL server for the postgres rows, as a URI of its postgres database "
+        "(a database is created per row); default: a throwaway server of the tests' harness",
+    )
+    parser.add_argument(
+        "--wins-seconds",
+        type=float,
+        default=None,
+        help="seconds per cell of the wins-per-second table (default 3, quick 1; 0: skip it)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="sample each server with py-spy during its window (pip install py-spy); "
         "the profiled rows run slower",
+    )
+    parser.add_argument(
+        "--profile-rate",
+        type=_positive_float,
+        default=200.0,
+        help="py-spy samples a second with --profile",
+    )
+    parser.add_argument(
+        "--fixed-load",
+        action="store_true",
+        help="the fixed offered load table instead of the matrix: CPU per guess, alternating pairs",
+    )
+    parser.add_argument(
+        "--interval",
+        type=_positive_float,
+        default=FIXED_INTERVAL,
+        help="with --fixed-load: seconds between one player's guesses",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=FIXED_ROUNDS,
+        help="with --fixed-load: pairs for each daemon variant",
+    )
+    parser.add_argument(
+        "--variant",
+        choices=sorted(FIXED_LOAD_TARGETS),
+        action="append",
+        default=[],
+        help="with --fixed-load: only this daemon variant (repeatable; "
+        "default: both, 'default' and 'fast' = limits off)",
     )
     parser.add_argument(
         "--pair",
@@ -194,6 +314,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ns = parser.parse_args(argv)
     if ns.settle < 0:
         parser.error("--settle must not be negative")
+    if ns.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if ns.fixed_load and len(ns.pair) > 1:
+        parser.error("--fixed-load takes at most one --pair N:LO-HI")
     return ns
 
 
@@ -299,7 +423,11 @@ def pair_ratios(results: list[dict[str, Any]]) -> None:
     plain = {
         (r["players"], r["range"]): r
         for r in results
-        if r["server"] == "daemon" and not r.get("default_wait") and not r.get("metrics")
+        if r["server"] == "daemon"
+        and not r.get("default_wait")
+        and not r.get("metrics")
+        and r.get("store", "sqlite") == "sqlite"
+        and r.get("daemon_options") != "default"
     }
     for r in results:
         off = plain.get((r["players"], r["range"]))
@@ -319,12 +447,19 @@ def pair_ratios(results: list[dict[str, Any]]) -> None:
 
 
 def limited_by(result: dict[str, Any]) -> str:
-    """What set the pace of a row: ``server``, ``loadgen`` or ``unclear``.
+    """What set the pace of a row: ``server``, ``loadgen``, ``rate limit`` or ``unclear``.
 
     A closed loop runs as fast as its slower side: a server below 90% CPU
-    while the generator is above 85% was waiting for the generator.
+    while the generator is above 85% was waiting for the generator.  A
+    daemon at its default options reads each player at most
+    `DEFAULT_MAX_RATE` lines a second: a row at 90% of that was paced by
+    its own limit.
     """
     server, load = result.get("server_cpu_percent"), result.get("loadgen_cpu_percent")
+    if result.get("daemon_options") == "default" and result.get("players"):
+        per_player = result["guesses_per_s"] / result["players"]
+        if per_player >= 0.9 * DEFAULT_MAX_RATE:
+            return "rate limit"
     if server is not None and server >= 90:
         return "server"
     if load is not None and load >= 85:
@@ -351,6 +486,9 @@ COLUMNS = [
     ("x cost", "cost_ratio", "{:.2f}x"),
 ]
 FOOTNOTE = "* the load generator, not the server, set the pace of this row (server CPU < 90%)"
+RATE_FOOTNOTE = (
+    f"+ the daemon's own --max-rate {DEFAULT_MAX_RATE} (lines/s a player) set the pace of this row"
+)
 
 
 def _cell(result: dict[str, Any], key: str, fmt: str) -> str:
@@ -358,7 +496,7 @@ def _cell(result: dict[str, Any], key: str, fmt: str) -> str:
         p50, p99 = result.get("prompt_p50_ms"), result.get("prompt_p99_ms")
         return "-" if p50 is None else f"{p50:.1f}/{p99:.1f}"
     if key == "guesses_per_s":
-        mark = "*" if limited_by(result) == "loadgen" else ""
+        mark = {"loadgen": "*", "rate limit": "+"}.get(limited_by(result), "")
         return fmt.format(result[key]) + mark
     if key == "peak_rss_mb":
         value: Any = result["peak_rss_kb"] / 1024 if result.get("peak_rss_kb") else None
@@ -383,6 +521,133 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
             lines.append("  ".join("-" * w for w in widths))
     if any(limited_by(r) == "loadgen" for r in results):
         lines.append(FOOTNOTE)
+    if any(limited_by(r) == "rate limit" for r in results):
+        lines.append(RATE_FOOTNOTE)
+    return "\n".join(lines)
+
+
+# The fixed offered load.
+
+
+def saturated(result: dict[str, Any], share: float = SATURATION) -> bool:
+    """Whether a fixed-load row carried less than ``share`` of the load offered to it."""
+    offered = result.get("offered_per_s")
+    return offered is not None and result["guesses_per_s"] < share * offered
+
+
+def pair_in_order(results: Sequence[dict[str, Any]]) -> None:
+    """Compare each daemon row with the ceiling row run just before it.
+
+    Sets ``pair`` (1, 2, ... on both rows of a pair) and, on the daemon
+    row, ``cpu_ratio``: its server CPU time per guess over the ceiling's
+    (1.18x is 18% more CPU per guess), and ``cost_ratio``, the inverse, as
+    in the matrix.  A daemon row with no ceiling before it is left alone.
+    """
+    ceiling: dict[str, Any] | None = None
+    pairs = 0
+    for r in results:
+        if r["server"] == "ceiling":
+            ceiling = r
+            continue
+        if ceiling is None:
+            continue
+        pairs += 1
+        ceiling.setdefault("pair", pairs)
+        r["pair"] = pairs
+        mine, theirs = r.get("server_us_per_guess"), ceiling.get("server_us_per_guess")
+        if mine and theirs:
+            r["cpu_ratio"] = round(mine / theirs, 3)
+            r["cost_ratio"] = round(theirs / mine, 3)
+        ceiling = None
+
+
+def fixed_load_summary(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per daemon variant: the ratios of its pairs, their median, the target, the verdict.
+
+    Pairs where either row was saturated are left out of the median and
+    counted apart: their CPU per guess is not at the offered load.
+    """
+    by_ceiling: dict[int, dict[str, Any]] = {
+        r["pair"]: r for r in results if r["server"] == "ceiling" and "pair" in r
+    }
+    summary: dict[str, dict[str, Any]] = {}
+    for r in results:
+        if r["server"] != "daemon" or "pair" not in r:
+            continue
+        options = r.get("daemon_options", "fast")
+        entry = summary.setdefault(
+            options,
+            {
+                "label": r["label"],
+                "options": options,
+                "ratios": [],
+                "saturated_pairs": 0,
+                "target": FIXED_LOAD_TARGETS.get(options),
+            },
+        )
+        ceiling = by_ceiling.get(r["pair"])
+        if saturated(r) or (ceiling is not None and saturated(ceiling)):
+            entry["saturated_pairs"] += 1
+        elif "cpu_ratio" in r:
+            entry["ratios"].append(r["cpu_ratio"])
+    for entry in summary.values():
+        ratios = entry["ratios"]
+        entry["median"] = round(statistics.median(ratios), 3) if ratios else None
+        target = entry["target"]
+        entry["met"] = (
+            None if entry["median"] is None or target is None else (entry["median"] <= target)
+        )
+    return list(summary.values())
+
+
+FIXED_COLUMNS = [
+    ("pair", "pair", "{}"),
+    ("server", "label", "{}"),
+    ("offered/s", "offered_per_s", "{:.0f}"),
+    ("guesses/s", "guesses_per_s", "{:.0f}"),
+    ("p50 ms", "reply_p50_ms", "{:.2f}"),
+    ("p99 ms", "reply_p99_ms", "{:.2f}"),
+    ("CPU %", "server_cpu_percent", "{:.1f}"),
+    ("CPU us/guess", "server_us_per_guess", "{:.2f}"),
+    ("loadgen CPU %", "loadgen_cpu_percent", "{:.0f}"),
+    ("errors", "errors", "{}"),
+    ("x ceiling CPU/guess", "cpu_ratio", "{:.2f}x"),
+]
+
+
+def format_fixed_load(results: Sequence[dict[str, Any]]) -> str:
+    """The fixed-load rows as a table, then each variant's median against its target."""
+    cells = [[title for title, _, _ in FIXED_COLUMNS]]
+    for r in results:
+        row = []
+        for _, key, fmt in FIXED_COLUMNS:
+            value = r.get(key)
+            text = "-" if value is None else fmt.format(value)
+            if key == "guesses_per_s" and saturated(r):
+                text += " saturated"
+            row.append(text)
+        cells.append(row)
+    widths = [max(len(row[i]) for row in cells) for i in range(len(FIXED_COLUMNS))]
+    lines = []
+    for n, row in enumerate(cells):
+        parts = [
+            c.ljust(w) if i < 2 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(parts).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.append("")
+    for entry in fixed_load_summary(results):
+        ratios = ", ".join(f"{x:.2f}x" for x in entry["ratios"]) or "none"
+        median = "-" if entry["median"] is None else f"{entry['median']:.2f}x"
+        line = f"{entry['label']}: median {median} the ceiling's CPU per guess (pairs: {ratios})"
+        if entry["target"] is not None:
+            verdict = {True: "met", False: "not met", None: "no figure"}[entry["met"]]
+            line += f"; target at most {entry['target']:.2f}x: {verdict}"
+        if entry["saturated_pairs"]:
+            line += f"; {entry['saturated_pairs']} saturated pair(s) left out"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -446,8 +711,14 @@ def daemon_help() -> str:
     return done.stdout
 
 
-def server_command(row: Row, fast: list[str], pin: bool) -> list[str]:
-    """The command line that starts the server of ``row``."""
+def server_command(
+    row: Row, fast: list[str], pin: bool, db: str | None = None, defaults: Sequence[str] = ()
+) -> list[str]:
+    """The command line that starts the server of ``row``.
+
+    ``fast`` are the daemon's options for the usual rows, ``defaults`` for
+    the rows at its default options; ``db`` is its --db, when not the default.
+    """
     if row.server == "ceiling":
         return [
             *_pin(0, pin),
@@ -459,7 +730,7 @@ def server_command(row: Row, fast: list[str], pin: bool) -> list[str]:
             "--range",
             row.range_text,
         ]
-    options = list(fast)
+    options = list(defaults) if row.options == "default" else list(fast)
     if row.default_wait and WAIT_OPTION in options:
         i = options.index(WAIT_OPTION)
         del options[i : i + 2]
@@ -483,6 +754,7 @@ def server_command(row: Row, fast: list[str], pin: bool) -> list[str]:
         "--range",
         row.range_text,
         *options,
+        *(["--db", db] if db is not None else []),
     ]
 
 
@@ -509,7 +781,7 @@ def py_spy() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
-def profiler_command(pid: int, seconds: float, output: Path) -> list[str]:
+def profiler_command(pid: int, seconds: float, output: Path, rate: float = 200) -> list[str]:
     """py-spy sampling ``pid`` for ``seconds`` into collapsed stacks at ``output``."""
     return [
         py_spy() or "py-spy",
@@ -519,7 +791,7 @@ def profiler_command(pid: int, seconds: float, output: Path) -> list[str]:
         "--duration",
         str(max(1, int(seconds))),
         "--rate",
-        "200",
+        str(round(rate)),
         "--format",
         "raw",
         "--output",
@@ -533,7 +805,9 @@ def summarise_profile(collapsed: str, top: int = 15) -> tuple[list[tuple[float, 
     ``collapsed`` is py-spy's raw format: ``frame;frame;... COUNT`` a line,
     each frame ``function (file:line)``.  Lines of one function are added
     up.  The share counts the samples whose innermost project frame lies in
-    ``guessgame/`` before any Twisted frame: the game's own cost.
+    ``guessgame/`` before any Twisted frame: the game's own cost.  Samples
+    of a thread waiting on a condition (the store's idle thread pool, which
+    py-spy does not always see as idle) cost no CPU and are left out.
     """
     own: dict[str, int] = {}
     total = game = 0
@@ -543,6 +817,8 @@ def summarise_profile(collapsed: str, top: int = 15) -> tuple[list[tuple[float, 
             continue
         count = int(count_text)
         frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        if frames[-1] in WAITING_FRAMES:
+            continue
         total += count
         own[frames[-1]] = own.get(frames[-1], 0) + count
         for frame in reversed(frames):
@@ -557,13 +833,17 @@ def summarise_profile(collapsed: str, top: int = 15) -> tuple[list[tuple[float, 
     return [(round(100 * n / total, 1), name) for name, n in ranked], round(100 * game / total, 1)
 
 
+#: Innermost frames of a thread that waits, not works.
+WAITING_FRAMES = frozenset({"Condition.wait (threading.py)", "wait (threading.py)"})
+
+
 def show_profile(row: Row, path: Path) -> None:
     """Print the profile's top entries and keep its stacks beside the results."""
     if not path.exists():
         print("  (py-spy wrote no profile)", flush=True)
         return
     text = path.read_text(errors="replace")
-    kept = ROOT / "bench" / f"profile-{row.server}-{row.players}-{row.range_text}.txt"
+    kept = ROOT / "bench" / f"profile-{row.slug}.txt"
     kept.write_text(text)
     ranked, game = summarise_profile(text)
     print(f"  profile ({kept.name}): guessgame's own code {game}% of samples; top self time:")
@@ -572,14 +852,24 @@ def show_profile(row: Row, path: Path) -> None:
 
 
 def run_row(
-    row: Row, ns: argparse.Namespace, fast: list[str], procs: Processes, workdir: Path
+    row: Row,
+    ns: argparse.Namespace,
+    fast: list[str],
+    procs: Processes,
+    workdir: Path,
+    *,
+    db: str | None = None,
+    defaults: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run one row: server up, load through its window, server down."""
     pin = not ns.no_pin
-    log = workdir / f"{row.server}-{row.players}-{row.range_text}-{row.default_wait}.log"
+    log = workdir / f"{row.slug}-{row.default_wait}.log"
     with log.open("wb") as out:
         server = procs.start(
-            server_command(row, fast, pin), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+            server_command(row, fast, pin, db, defaults),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
     try:
         port = _wait_listening(server, log)
@@ -611,6 +901,8 @@ def run_row(
                 args.append("--endless")
             if websocket:
                 args.append("--websocket")
+            if row.interval:
+                args += ["--interval", str(row.interval)]
             return args
 
         load = procs.start(load_args(port), stdout=subprocess.PIPE, cwd=ROOT)
@@ -629,7 +921,9 @@ def run_row(
                 samples.append(sample)
             if ns.profile and profiler is None and time.monotonic() >= profile_at:
                 profiler = procs.start(
-                    profiler_command(server.pid, ns.window, workdir / "profile.txt"),
+                    profiler_command(
+                        server.pid, ns.window, workdir / "profile.txt", ns.profile_rate
+                    ),
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
@@ -684,9 +978,13 @@ def result_of(
         "server": row.server,
         "label": row.label,
         "metrics": row.metrics,
+        "store": row.store,
         "players": row.players,
         "range": row.range_text,
         "default_wait": row.default_wait,
+        "daemon_options": row.options if row.server == "daemon" else None,
+        "interval_s": row.interval,
+        "offered_per_s": measured.get("offered_per_s"),
         "guesses_per_s": measured["guesses_per_s"],
         "reply_p50_ms": measured["reply_ms"]["p50"],
         "reply_p99_ms": measured["reply_ms"]["p99"],
@@ -753,7 +1051,10 @@ def web_costs(results: list[dict[str, Any]]) -> list[str]:
     daemons = {
         (r["players"], r["range"]): r
         for r in results
-        if r["server"] == "daemon" and not r.get("default_wait") and not r.get("metrics")
+        if r["server"] == "daemon"
+        and not r.get("default_wait")
+        and not r.get("metrics")
+        and r.get("daemon_options") != "default"
     }
     lines = []
     for r in results:
@@ -789,12 +1090,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     help_text = daemon_help()
     fast, skipped = supported_options(help_text, FAST_OPTIONS)
+    defaults, _ = supported_options(help_text, DEFAULT_OPTIONS)
     fast += supported_options(help_text, [WEB_OFF])[0]
+    # The defaults rows too: a web port changes nothing on the player port's path.
+    defaults += supported_options(help_text, [WEB_OFF])[0]
     print(f"daemon options: {' '.join(fast) or '(none)'}")
+    print(f"daemon, defaults: {' '.join(defaults) or '(none)'}")
     if skipped:
         print(f"skipped (this daemon has no such option yet): {' '.join(skipped)}")
     print("pinning: server on CPU 0, load generator on CPU 1" if pin else "pinning: off")
-    rows = matrix(ns.quick, ns.pair, ns.metrics)
+    if ns.fixed_load:
+        players, span = ns.pair[0] if ns.pair else (FIXED_PLAYERS, WIDE)
+        rows = fixed_load_rows(
+            ns.rounds, ns.variant or ("default", "fast"), players, span, ns.interval
+        )
+        print(
+            f"fixed load: {players} players, one guess each per {ns.interval * 1000:g} ms "
+            f"= {players / ns.interval:.0f} guesses/s offered"
+        )
+    else:
+        rows = matrix(ns.quick, ns.pair, ns.metrics)
+    postgres = Postgres(ns.postgres)
+    if any(r.store == "postgres" for r in rows) and not postgres.start():
+        rows = [r for r in rows if r.store != "postgres"]
     procs = Processes()
     results: list[dict[str, Any]] = []
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -810,7 +1128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"[{n}/{len(rows)}] {row.label}, N={row.players}, range {row.range_text}",
                     flush=True,
                 )
-                result = run_row(row, ns, fast, procs, Path(tmp))
+                db = postgres.new_database() if row.store == "postgres" else None
+                result = run_row(row, ns, fast, procs, Path(tmp), db=db, defaults=defaults)
                 result.update(run=started, options=fast, skipped_options=skipped, pinned=pin)
                 results.append(result)
                 print(
@@ -818,14 +1137,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"p99 {result['reply_p99_ms']} ms, {result['errors']} errors",
                     flush=True,
                 )
+        wins_seconds = ns.wins_seconds if ns.wins_seconds is not None else (1 if ns.quick else 3)
+        if wins_seconds > 0 and not ns.fixed_load:
+            print("wins committed per second, many winners at once:", flush=True)
+            wins_args = ["--seconds", str(wins_seconds)]
+            if postgres.running:
+                wins_args += ["--postgres", postgres.new_database()]
+            else:
+                wins_args += ["--postgres", ""]
+            wins = procs.start(
+                [sys.executable, "-m", "bench.wins", *wins_args],
+                stdout=subprocess.PIPE,
+                cwd=ROOT,
+            )
+            assert wins.stdout is not None
+            wins_table = wins.stdout.read().decode()
+            wins.wait()
     except KeyboardInterrupt:
         print("interrupted: stopping everything", file=sys.stderr)
         return 130
     finally:
         procs.stop_all()
+        postgres.stop()
+    print()
+    if ns.fixed_load:
+        pair_in_order(results)
+        print(format_fixed_load(results))
+        write_results(ns.output, results)
+        print(f"\nJSON lines: {ns.output}")
+        return 0
     pair_ratios(results)
     web_lines = web_costs(results)
-    print()
     print(format_table(results))
     for line in web_lines:
         print(line)
@@ -835,9 +1177,61 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"metrics on, N={r['players']}: CPU per guess x{r['metrics_cost_ratio']:.3f} "
                 "of metrics off"
             )
+    if wins_seconds > 0:
+        print()
+        print(wins_table.rstrip())
     write_results(ns.output, results)
     print(f"\nJSON lines: {ns.output}")
     return 0
+
+
+class Postgres:
+    """The PostgreSQL server of the postgres rows: the one named, or a throwaway one."""
+
+    def __init__(self, uri: str | None) -> None:
+        self.uri = uri
+        self.server: Any = None
+        self.running = False
+        self._made = 0
+
+    def start(self) -> bool:
+        """Make sure a server runs; False (and why, printed) when none can."""
+        if self.uri is not None:
+            self.running = True
+            return True
+        from tests.pg import PostgresServer, unavailable
+
+        why = unavailable()
+        if why is not None:
+            print(f"skipping the postgres rows: {why}", flush=True)
+            return False
+        # fsync on, as in production and as the SQLite rows commit.
+        self.server = PostgresServer(durable=True)
+        self.running = True
+        return True
+
+    def new_database(self) -> str:
+        """A new, empty database's URI."""
+        if self.server is not None:
+            uri: str = self.server.new_database()
+            return uri
+        import psycopg2
+
+        assert self.uri is not None
+        self._made += 1
+        name = f"guessgame_bench_{os.getpid()}_{self._made}"
+        conn = psycopg2.connect(self.uri)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {name}")
+        conn.close()
+        return self.uri.rsplit("/", 1)[0] + "/" + name
+
+    def stop(self) -> None:
+        """Stop and remove a throwaway server."""
+        if self.server is not None:
+            self.server.destroy()
+            self.server = None
 
 
 def write_results(path: Path, results: Iterable[dict[str, Any]]) -> None:

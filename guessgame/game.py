@@ -43,7 +43,15 @@ from guessgame.events import (
     plural,
 )
 from guessgame.leaderboard import Leaderboard
-from guessgame.store.base import NAME_PATTERN, Counters, LeaderboardEntry, MemoryStore, Store
+from guessgame.store.base import (
+    NAME_PATTERN,
+    Counters,
+    LeaderboardEntry,
+    MemoryStore,
+    RoundKeeper,
+    SharedRound,
+    Store,
+)
 
 __all__ = [
     "MODES",
@@ -129,6 +137,7 @@ class Game(Service):
         hi: int = 30,
         mode: str = "shared",
         store: Store | None = None,
+        keeper: RoundKeeper | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be shared or solo, not {mode!r}")
@@ -140,6 +149,8 @@ class Game(Service):
         self.hi = hi
         self.mode = mode
         self.store: Store = store if store is not None else MemoryStore()
+        #: Shares rounds and wins with the other daemons of one game (PostgreSQL).
+        self.keeper = keeper
         self.players: dict[int, Player] = {}
         self._names: dict[str, Player] = {}
         self._observers: list[GameObserver] = []
@@ -161,7 +172,11 @@ class Game(Service):
         self._counters = snapshot.counters
         self._leaderboard = Leaderboard(snapshot.leaderboard)
         self._stopping = False
-        self._new_round()
+        current = self.keeper.attach(self) if self.keeper is not None else None
+        if current is None:
+            self._new_round()
+        else:
+            self._counters.rounds, self._secret = current.number, current.secret
 
     def stopService(self) -> defer.Deferred[None]:
         """Tell every player the server is going, close everyone, then the store."""
@@ -286,24 +301,33 @@ class Game(Service):
     def _draw(self) -> int:
         return self.rng.randint(self.lo, self.hi)
 
-    def _new_round(self) -> int:
+    def _new_round(
+        self, winner: str | None = None, winning: int = 0, *, by_admin: bool = False
+    ) -> int:
         self._counters.rounds += 1
         self.store.sequences_advanced()
         self._secret = self._draw()
+        if self.keeper is not None:
+            self.keeper.round_started(
+                SharedRound(self._counters.rounds, self._secret, winner, winning, by_admin)
+            )
         self._emit(RoundStarted(self._counters.rounds, self.lo, self.hi))
         return self._counters.rounds
 
     def new_round(self) -> int:
         """The administrator's ``newround``: fresh secrets for every player."""
-        number = self._new_round()
+        number = self._new_round(by_admin=True)
         self._emit(NewRound(number, self.lo, self.hi))
+        self._announce_new_round()
+        return number
+
+    def _announce_new_round(self) -> None:
         notice = RoundRestarted(self.lo, self.hi)
         for player in list(self.players.values()):
             player.guesses = 0
             if player.own_secret:
                 player.secret = self._draw()
             player.link.notice(notice)
-        return number
 
     @property
     def round(self) -> int:
@@ -348,21 +372,58 @@ class Game(Service):
             guesses=guesses,
             counted=plural(guesses, "guess"),
         )
-        self._emit(Won(player.id, player.name, number, guesses, saved))
+        won = Won(player.id, player.name, number, guesses, saved)
+        if self.keeper is not None:
+            self.keeper.won(won)
+        self._emit(won)
         # The winner is done: it no longer takes part in rounds or notices.
         player.guesses = 0
         if not player.own_secret:
-            self._end_shared_round(player, number)
+            self._end_shared_round(player, player.name, number)
         return Win(number, guesses, saved)
 
-    def _end_shared_round(self, winner: Player, number: int) -> None:
-        self._new_round()
-        notice = RoundOver(winner.name, number, self.lo, self.hi)
+    def _end_shared_round(self, winner: Player | None, name: str, number: int) -> None:
+        # No winner here: the round was won on another daemon, which started the next.
+        if winner is not None:
+            self._new_round(name, number)
+        notice = RoundOver(name, number, self.lo, self.hi)
         for player in list(self.players.values()):
             if player is winner or player.own_secret:
                 continue
             player.guesses = 0
             player.link.notice(notice)
+
+    # What the other daemons of one game did, as the round keeper tells it.
+
+    def news(
+        self,
+        *,
+        won: Won | None = None,
+        entry: LeaderboardEntry | None = None,
+        shared: SharedRound | None = None,
+    ) -> None:
+        """Take in a win elsewhere, a leaderboard entry as saved, or the shared round.
+
+        A round older than this one is ignored; this round with another
+        secret (two daemons ended the last one at once, and the other's new
+        round stands) changes the secret alone; a newer round starts here
+        with the notice its players would have had on that daemon.
+        """
+        if won is not None:
+            self._emit(won)
+        if entry is not None:
+            self._leaderboard.record(entry)
+        if shared is None or shared.number < self._counters.rounds:
+            return
+        newer = shared.number > self._counters.rounds
+        self._counters.rounds, self._secret = shared.number, shared.secret
+        if not newer:
+            return
+        self._emit(RoundStarted(shared.number, self.lo, self.hi))
+        if shared.by_admin:
+            self._announce_new_round()
+        elif shared.winner is not None:
+            self._end_shared_round(None, shared.winner, shared.winning)
 
     # What the administrator and the ``top`` command read.
 

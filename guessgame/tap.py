@@ -46,6 +46,7 @@ from guessgame.ops.metrics import ConnectionCounts, Metrics, MetricsSite
 from guessgame.ops.systemd import ReadyNotifier, socket_is_local
 from guessgame.ops.tls import load_ca, mutual_tls_endpoint
 from guessgame.player.factory import PlayerFactory
+from guessgame.store import postgres as pgstore
 from guessgame.store.base import MemoryStore, Store
 from guessgame.store.sqlite import StoreError, open_store
 from guessgame.web.site import make_site, page_url
@@ -140,7 +141,9 @@ class Options(usage.Options):
             None,
             "guessgame.sqlite3",
             "SQLite file that keeps the leaderboard, counters and ids across "
-            "restarts (:memory: keeps nothing).",
+            "restarts (:memory: keeps nothing), or a PostgreSQL URI "
+            "(postgresql://USER@HOST/DBNAME): daemons on one PostgreSQL database "
+            "play one game.",
         ],
         [
             "max-admins",
@@ -683,15 +686,24 @@ class Announcement(service.Service):
             )
 
 
-def open_database(path: str, reactor: Any) -> Store:
+def open_database(
+    path: str, reactor: Any, *, lo: int = 1, hi: int = 30, mode: str = "shared"
+) -> Store:
     """The store for ``--db PATH``, opened and loaded now.
 
-    A database that cannot be used ends the program with one line that
-    says what and where (exit status 1): it is not a usage mistake, so no
-    usage text, and not a bug, so no traceback.
+    ``PATH`` is an SQLite file, ``:memory:``, or a PostgreSQL URI, whose
+    game plays ``lo``-``hi`` in ``mode``.  A database that cannot be used
+    ends the program with one line that says what and where (exit status
+    1): it is not a usage mistake, so no usage text, and not a bug, so no
+    traceback.
     """
     if path == ":memory:":
         return MemoryStore()
+    if pgstore.is_postgres_uri(path):
+        try:
+            return pgstore.open_store(path, reactor, lo=lo, hi=hi, mode=mode)
+        except pgstore.StoreError as e:
+            raise SystemExit(f"guessgame: {e}") from None
     try:
         # The flush timer runs on ``reactor`` (a test may pass a Clock); the
         # database thread reports back through the global reactor.
@@ -714,13 +726,18 @@ def makeService(options: Options, reactor: Any = None) -> Daemon:
     top = Daemon(reactor)
     FileLimit(options["max-players"]).setServiceParent(top)
     connections = ConnectionCounts()
+    store = open_database(
+        options["db"], reactor, lo=options["lo"], hi=options["hi"], mode=options["mode"]
+    )
     game = Game(
         reactor,
         random.SystemRandom(),
         lo=options["lo"],
         hi=options["hi"],
         mode=options["mode"],
-        store=open_database(options["db"], reactor),
+        store=store,
+        # Daemons on one PostgreSQL database share their rounds through it.
+        keeper=store if isinstance(store, pgstore.PostgresStore) else None,
     )
     if options["event-log"] is not None:
         # Before the game: it starts first (the first round is logged) and

@@ -67,6 +67,7 @@ def start_daemon(*args: str, seed: int = 1) -> Daemon:
         [
             "--player", "tcp:0:interface=127.0.0.1",
             "--admin", "tcp:0:interface=127.0.0.1",
+            "--web", "off",
             "--db", ":memory:",
             *args,
         ]

@@ -32,3 +32,26 @@ def observe_errors() -> Iterator[list[Any]]:
 
         texts = [formatEvent(e) + "\n" + str(e.get("log_failure", "")) for e in failures]
         pytest.fail("errors were logged:\n" + "\n".join(texts))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """One PostgreSQL server for the whole run, started on first use (else a skip)."""
+    from tests.pg import PostgresServer, unavailable
+
+    why = unavailable()
+    if why is not None:
+        pytest.skip(why)
+    try:
+        server = PostgresServer()
+    except (RuntimeError, OSError) as e:
+        pytest.skip(f"cannot start a PostgreSQL server here: {e}")
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def pg_uri(postgres_server: Any) -> str:
+    """The URI of a new, empty database on the test server."""
+    uri: str = postgres_server.new_database()
+    return uri

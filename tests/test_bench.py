@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 
-from bench import flood, loadgen, run
+from bench import flood, loadgen, profiles, run, wins
 from bench.ceiling import CeilingFactory
 from bench.top import Timed, seed_database
 from guessgame.player.factory import PlayerFactory
@@ -69,6 +69,25 @@ def test_loadgen_rejects(argv: list[str], capsys: pytest.CaptureFixture[str]) ->
         loadgen.parse_args(argv)
     assert exc.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "interval", "offered"),
+    [([], 0.0, None), (["--interval", "0.05"], 0.05, 20000.0), (["--interval", "0"], 0.0, None)],
+)
+def test_loadgen_interval(argv: list[str], interval: float, offered: float | None) -> None:
+    """--interval sets a fixed offered load of N/interval guesses a second; 0 is flat out."""
+    config = loadgen.parse_args(["--port", "1", *argv])
+    assert (config.interval, config.offered_per_s) == (interval, offered)
+
+
+@pytest.mark.parametrize("value", ["-0.05", "nan", "inf", "x"])
+def test_loadgen_rejects_a_bad_interval(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A negative, infinite or non-numeric --interval is a usage error."""
+    with pytest.raises(SystemExit) as exc:
+        loadgen.parse_args(["--port", "1", "--interval", value])
+    assert exc.value.code == 2
+    assert "--interval" in capsys.readouterr().err
 
 
 def test_source_addresses() -> None:
@@ -257,6 +276,51 @@ def test_player_binary_search(loop: asyncio.AbstractEventLoop) -> None:
     assert gen.errors == {}
 
 
+def test_fixed_interval_holds_the_next_guess(loop: asyncio.AbstractEventLoop) -> None:
+    """With --interval a quick reply's next guess waits for its timer, then goes out."""
+    gen, player, transport, _ = make_player(loop, "--interval", "30")
+    feed(player, GREETING)
+    assert transport.written == [b"15\n"]  # the first guess goes out on the prompt
+    feed(player, b"Too low! Pick a number between 1-30\r\n")
+    assert transport.written == [b"15\n"]  # the next one waits for the interval
+    assert player.outstanding
+    timers = [h for h in loop._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
+    assert len(timers) == 1
+    assert 29 < timers[0].when() - loop.time() <= 30
+    timers[0]._run()
+    gen.flush()
+    assert transport.written == [b"15\n", b"23\n"]
+    assert len(gen.latencies) == 1
+
+
+def test_fixed_interval_keeps_to_its_grid(loop: asyncio.AbstractEventLoop) -> None:
+    """A guess sent late by a busy loop does not push the next one back: the grid holds."""
+    _, player, _, _ = make_player(loop, "--interval", "30")
+    feed(player, GREETING)
+    first = player.due
+    assert first is not None
+    feed(player, b"Too low! Pick a number between 1-30\r\n")
+    assert player.due == first + 30
+    (timer,) = [h for h in loop._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
+    timer._run()
+    player.gen.flush()  # sent now, whenever its timer ran
+    feed(player, b"Too low! Pick a number between 1-30\r\n")
+    assert player.due == first + 60
+
+
+def test_fixed_interval_sends_a_late_reply_s_guess_at_once(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """A reply that comes after the interval has passed gets its next guess at once."""
+    _, player, transport, _ = make_player(loop, "--interval", "0.05")
+    feed(player, GREETING)
+    assert player.due is not None
+    player.due -= 1.0  # the reply comes a second after the guess
+    feed(player, b"Too low! Pick a number between 1-30\r\n")
+    assert transport.written == [b"15\n", b"23\n"]
+    assert not [h for h in loop._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
+
+
 def test_round_notice_restarts_the_search(loop: asyncio.AbstractEventLoop) -> None:
     """A round notice is no reply: the search restarts and the owed reply still counts."""
     gen, player, transport, _ = make_player(loop)
@@ -345,6 +409,7 @@ def test_result(loop: asyncio.AbstractEventLoop) -> None:
     result = gen.result()
     assert result["guesses_per_s"] == 5.0
     assert result["errors"] == 3
+    assert (result["interval_s"], result["offered_per_s"]) == (0.0, None)
     assert result["reply_ms"]["p99"] == 1.0
     json.dumps(result)
 
@@ -376,31 +441,94 @@ def test_driver_arguments() -> None:
 
 
 def test_matrix() -> None:
-    """Quick is the N=1000 pair; full has four pairs and the default-wait row."""
+    """Pairs are ceiling, limits-off and default daemon; then PostgreSQL, default wait, web."""
     quick = run.matrix(quick=True)
-    assert [(r.server, r.players, r.range_text) for r in quick] == [
+    assert [(r.label, r.players, r.range_text) for r in quick] == [
         ("ceiling", 1000, "1-1000000000"),
         ("daemon", 1000, "1-1000000000"),
-        ("web", 1000, "1-1000000000"),
+        ("daemon, defaults", 1000, "1-1000000000"),
+        ("daemon, postgres", 1000, "1-1000000000"),
+        ("daemon, TCP+WebSocket", 1000, "1-1000000000"),
     ]
     full = run.matrix(quick=False)
-    assert len(full) == 10
-    assert [r.players for r in full[:8:2]] == [100, 1000, 10000, 1000]
+    assert len(full) == 15
+    assert [r.players for r in full[:12:3]] == [100, 1000, 10000, 1000]
     assert all(
-        a.server == "ceiling" and b.server == "daemon"
-        for a, b in zip(*[iter(full[:8])] * 2, strict=True)
+        (a.server, b.server, b.options, c.server, c.options)
+        == ("ceiling", "daemon", "fast", "daemon", "default")
+        for a, b, c in zip(*[iter(full[:12])] * 3, strict=True)
     )
+    assert [(r.players, r.range_text) for r in full if r.store == "postgres"] == [
+        (1000, "1-1000000000")
+    ]
     assert full[-2].default_wait and full[-2].range_text == "1-30"
+    assert full[-2].options == "fast"
+    assert not any(r.interval for r in full)
     assert (full[-1].server, full[-1].players, full[-1].range_text) == (
         "web",
         1000,
         "1-1000000000",
     )
     chosen = run.matrix(quick=False, pairs=[(50, (1, 30))])
-    assert [(r.server, r.players, r.range_text) for r in chosen] == [
+    assert [(r.label, r.players, r.range_text) for r in chosen] == [
         ("ceiling", 50, "1-30"),
         ("daemon", 50, "1-30"),
+        ("daemon, defaults", 50, "1-30"),
     ]
+
+
+def test_fixed_load_rows() -> None:
+    """Rounds of alternating pairs, ceiling then daemon, the variants taking turns."""
+    rows = run.fixed_load_rows(rounds=2)
+    assert [r.label for r in rows] == [
+        "ceiling",
+        "daemon, defaults",
+        "ceiling",
+        "daemon",
+        "ceiling",
+        "daemon, defaults",
+        "ceiling",
+        "daemon",
+    ]
+    assert {(r.players, r.range_text, r.interval) for r in rows} == {(1000, "1-1000000000", 0.05)}
+    one = run.fixed_load_rows(rounds=3, variants=["fast"], players=10, span=(1, 30), interval=1)
+    assert [(r.server, r.options, r.players, r.range_text, r.interval) for r in one] == [
+        ("ceiling", "fast", 10, "1-30", 1),
+        ("daemon", "fast", 10, "1-30", 1),
+    ] * 3
+
+
+def test_row_slugs_tell_the_rows_apart() -> None:
+    """Logs and profiles are named per row: server, options, N and range."""
+    rows = [
+        run.Row("ceiling", 1000, 1, 30),
+        run.Row("daemon", 1000, 1, 30),
+        run.Row("daemon", 1000, 1, 30, options="default"),
+        run.Row("daemon", 1000, 1, 30, default_wait=True),
+    ]
+    assert [r.slug for r in rows] == [
+        "ceiling-1000-1-30",
+        "daemon-1000-1-30",
+        "daemon-defaults-1000-1-30",
+        "daemon-default-wait-1000-1-30",
+    ]
+
+
+def test_fixed_load_arguments() -> None:
+    """--fixed-load defaults to 3 rounds of both variants at 50 ms; bad values are refused."""
+    ns = run.parse_args(["--fixed-load"])
+    assert (ns.fixed_load, ns.interval, ns.rounds, ns.variant) == (True, 0.05, 3, [])
+    ns = run.parse_args(["--fixed-load", "--variant", "default", "--rounds", "1"])
+    assert (ns.variant, ns.rounds) == (["default"], 1)
+    for bad in (
+        ["--rounds", "0"],
+        ["--variant", "other"],
+        ["--interval", "0"],
+        ["--profile-rate", "0"],
+        ["--fixed-load", "--pair", "10:1-30", "--pair", "20:1-30"],
+    ):
+        with pytest.raises(SystemExit):
+            run.parse_args(bad)
 
 
 def test_metrics_rows() -> None:
@@ -411,6 +539,8 @@ def test_metrics_rows() -> None:
         ("ceiling", False, "ceiling"),
         ("daemon", False, "daemon"),
         ("daemon", True, "daemon, metrics on"),
+        ("daemon", False, "daemon, defaults"),
+        ("daemon", False, "daemon, postgres"),
         ("web", False, "daemon, TCP+WebSocket"),
     ]
     command = run.server_command(rows[2], [], pin=False)
@@ -429,6 +559,19 @@ def test_metrics_cost_ratio() -> None:
     run.pair_ratios(results)
     assert results[2]["metrics_cost_ratio"] == 1.025
     assert "metrics_cost_ratio" not in results[1]
+
+
+def test_metrics_cost_ratio_is_against_the_limits_off_row() -> None:
+    """The defaults row, run after the metrics row, is not its metrics-off baseline."""
+    common = {"players": 1000, "range": "1-30", "guesses_per_s": 1.0, "reply_p99_ms": 1.0}
+    results: list[dict[str, Any]] = [
+        {**common, "server": "ceiling", "server_us_per_guess": 10.0},
+        {**common, "server": "daemon", "server_us_per_guess": 20.0, "metrics": False},
+        {**common, "server": "daemon", "server_us_per_guess": 20.5, "metrics": True},
+        {**common, "server": "daemon", "server_us_per_guess": 30.0, "daemon_options": "default"},
+    ]
+    run.pair_ratios(results)
+    assert results[2]["metrics_cost_ratio"] == 1.025
 
 
 def test_pair_option() -> None:
@@ -456,6 +599,37 @@ def test_supported_options() -> None:
     assert skipped == ["--max-per-ip", "--max-rate"]
 
 
+def test_default_options_row_command() -> None:
+    """The defaults row gets only the default options: limits and the wait stay on."""
+    defaults, skipped = run.supported_options(HELP + "      --max-per-ip=\n", run.DEFAULT_OPTIONS)
+    assert (defaults, skipped) == (["--max-per-ip", "0"], [])
+    fast = ["--max-players", "0", "--classic-wait", "0"]
+    row = run.Row("daemon", 1000, 1, 30, options="default")
+    command = run.server_command(row, fast, pin=False, defaults=defaults)
+    assert command[-4:] == ["--range", "1-30", "--max-per-ip", "0"]
+    assert "--max-players" not in command and "--classic-wait" not in command
+    limits_off = run.server_command(run.Row("daemon", 1000, 1, 30), fast, False, defaults=defaults)
+    assert limits_off[-4:] == fast
+
+
+def test_profiler_command_rate() -> None:
+    """py-spy samples at the rate asked, for whole seconds, in the raw format."""
+    command = run.profiler_command(42, 10.5, Path("/tmp/p.txt"), rate=1000)
+    assert command[1:] == [
+        "record",
+        "--pid",
+        "42",
+        "--duration",
+        "10",
+        "--rate",
+        "1000",
+        "--format",
+        "raw",
+        "--output",
+        "/tmp/p.txt",
+    ]
+
+
 def test_server_commands() -> None:
     """The daemon gets the fast options, except the wait in the default-wait row."""
     fast = ["--max-players", "0", "--classic-wait", "0"]
@@ -467,6 +641,22 @@ def test_server_commands() -> None:
     assert waiting[-4:] == ["--range", "1-30", "--max-players", "0"]
     ceiling = run.server_command(run.Row("ceiling", 100, 1, 30), fast, pin=False)
     assert ceiling[1:3] == ["-m", "bench.ceiling"] and "--max-players" not in ceiling
+    uri = "postgresql://postgres@127.0.0.1:5432/bench"
+    pg = run.server_command(run.Row("daemon", 100, 1, 30, store="postgres"), fast, False, uri)
+    assert pg[-2:] == ["--db", uri]
+
+
+def test_wins_table() -> None:
+    """The wins table has a row per wave size and a column per store."""
+    results = [
+        {"store": "sqlite", "winners": 1, "wins_per_s": 500.0, "wave_ms_p50": 0.7},
+        {"store": "postgres", "winners": 1, "wins_per_s": 150.0, "wave_ms_p50": 6.3},
+        {"store": "sqlite", "winners": 100, "wins_per_s": 4000.0, "wave_ms_p50": 25.0},
+    ]
+    lines = wins.format_table(results).splitlines()
+    assert lines[0].split("  ")[0] == "winners at once"
+    assert lines[2].split() == ["1", "500", "(0.7)", "150", "(6.3)"]
+    assert lines[3].split() == ["100", "4000", "(25.0)", "-"]
 
 
 def test_web_row_turns_the_web_port_on() -> None:
@@ -585,6 +775,28 @@ def test_pair_ratios() -> None:
 
 
 @pytest.mark.parametrize(
+    ("options", "gps", "by"),
+    [
+        ("default", 9_500.0, "rate limit"),
+        ("default", 8_900.0, "server"),
+        ("fast", 9_500.0, "server"),
+    ],
+)
+def test_limited_by_the_rate_limit(options: str, gps: float, by: str) -> None:
+    """A defaults row at 90% of 100 lines/s a player was paced by the daemon's --max-rate."""
+    row = result("daemon", 100, gps, 1.0, daemon_options=options)
+    assert run.limited_by(row) == by
+
+
+def test_format_table_marks_rate_limited_rows() -> None:
+    """A row the rate limit paced gets a plus and the table its footnote."""
+    row = result("daemon", 100, 10_000, 4.0, daemon_options="default")
+    lines = run.format_table([row]).splitlines()
+    assert lines[2].split()[3] == "10000+"
+    assert lines[-1] == run.RATE_FOOTNOTE
+
+
+@pytest.mark.parametrize(
     ("server", "load", "by"),
     [
         (99.0, 50.0, "server"),
@@ -624,6 +836,156 @@ def test_format_table_marks_loadgen_bound_rows() -> None:
     assert lines[-1] == run.FOOTNOTE
 
 
+def fixed(server: str, gps: float, us: float | None, options: str = "fast") -> dict[str, Any]:
+    """A fixed-load driver result: 20,000 guesses a second offered."""
+    label = "daemon, defaults" if options == "default" else server
+    return result(
+        server,
+        1000,
+        gps,
+        1.0,
+        label=label,
+        daemon_options=options if server == "daemon" else None,
+        offered_per_s=20_000.0,
+        server_us_per_guess=us,
+    )
+
+
+@pytest.mark.parametrize(
+    ("gps", "offered", "is_saturated"),
+    [(19_990.0, 20_000.0, False), (19_400.0, 20_000.0, False), (19_300.0, 20_000.0, True)],
+)
+def test_saturated(gps: float, offered: float, is_saturated: bool) -> None:
+    """A row that carried under 97% of the offered load is saturated."""
+    row = result("ceiling", 1000, gps, 1.0, offered_per_s=offered)
+    assert run.saturated(row) is is_saturated
+
+
+def test_flat_out_rows_are_never_saturated() -> None:
+    """A flat-out row offers no fixed rate, so it cannot fall short of one."""
+    assert not run.saturated(result("ceiling", 1000, 10.0, 1.0, offered_per_s=None))
+    assert not run.saturated(result("ceiling", 1000, 10.0, 1.0))
+
+
+def test_pair_in_order() -> None:
+    """Each daemon row is compared with the ceiling run just before it, not another."""
+    rows = [
+        fixed("daemon", 20_000, 30.0),  # no ceiling before it
+        fixed("ceiling", 20_000, 20.0),
+        fixed("daemon", 20_000, 26.0, "default"),
+        fixed("ceiling", 20_000, 25.0),
+        fixed("daemon", 20_000, 30.0),
+        fixed("daemon", 20_000, 99.0),  # its ceiling is taken
+    ]
+    run.pair_in_order(rows)
+    assert [r.get("pair") for r in rows] == [None, 1, 1, 2, 2, None]
+    assert (rows[2]["cpu_ratio"], rows[2]["cost_ratio"]) == (1.3, 0.769)
+    assert (rows[4]["cpu_ratio"], rows[4]["cost_ratio"]) == (1.2, 0.833)
+    assert "cpu_ratio" not in rows[0] and "cpu_ratio" not in rows[5]
+
+
+def test_fixed_load_summary_takes_the_median_of_each_variant() -> None:
+    """The median of each variant's pairs is set against its target."""
+    rows = []
+    for ceiling_us, default_us, fast_us in [(20.0, 26.0, 22.0), (20.0, 22.0, 22.4), (10, 12, 20)]:
+        rows += [
+            fixed("ceiling", 20_000, ceiling_us),
+            fixed("daemon", 20_000, default_us, "default"),
+            fixed("ceiling", 20_000, ceiling_us),
+            fixed("daemon", 20_000, fast_us),
+        ]
+    run.pair_in_order(rows)
+    default, fast = run.fixed_load_summary(rows)
+    assert (default["label"], default["ratios"], default["median"]) == (
+        "daemon, defaults",
+        [1.3, 1.1, 1.2],
+        1.2,
+    )
+    assert (default["target"], default["met"]) == (pytest.approx(1 / 0.85), False)
+    assert (fast["label"], fast["ratios"], fast["median"]) == ("daemon", [1.1, 1.12, 2.0], 1.12)
+    assert (fast["target"], fast["met"]) == (pytest.approx(1 / 0.90), False)
+    assert default["saturated_pairs"] == fast["saturated_pairs"] == 0
+
+
+def test_fixed_load_summary_leaves_saturated_pairs_out() -> None:
+    """A pair where either side fell short of the offered load is counted apart."""
+    rows = [
+        fixed("ceiling", 20_000, 20.0),
+        fixed("daemon", 20_000, 21.0),
+        fixed("ceiling", 12_000, 20.0),  # saturated ceiling
+        fixed("daemon", 20_000, 30.0),
+        fixed("ceiling", 20_000, 20.0),
+        fixed("daemon", 15_000, 40.0),  # saturated daemon
+    ]
+    run.pair_in_order(rows)
+    (summary,) = run.fixed_load_summary(rows)
+    assert (summary["ratios"], summary["median"], summary["met"]) == ([1.05], 1.05, True)
+    assert summary["saturated_pairs"] == 2
+
+
+def test_fixed_load_summary_with_no_usable_pair() -> None:
+    """With every pair saturated there is no median and no verdict."""
+    rows = [fixed("ceiling", 5_000, 20.0), fixed("daemon", 20_000, 21.0, "default")]
+    run.pair_in_order(rows)
+    (summary,) = run.fixed_load_summary(rows)
+    assert (summary["median"], summary["met"], summary["saturated_pairs"]) == (None, None, 1)
+
+
+def test_format_fixed_load() -> None:
+    """A line a row, saturated rows marked, then each variant's median and verdict."""
+    rows = [
+        fixed("ceiling", 20_000, 20.0),
+        fixed("daemon", 20_000, 23.0, "default"),
+        fixed("ceiling", 20_000, 20.0),
+        fixed("daemon", 15_000, 21.0),
+    ]
+    run.pair_in_order(rows)
+    lines = run.format_fixed_load(rows).splitlines()
+    assert lines[0].split()[:3] == ["pair", "server", "offered/s"]
+    assert len(lines) == 2 + 4 + 1 + 2
+    assert lines[3].split()[-1] == "1.15x"
+    assert "15000 saturated" in lines[5]
+    assert lines[-2] == (
+        "daemon, defaults: median 1.15x the ceiling's CPU per guess (pairs: 1.15x); "
+        "target at most 1.18x: met"
+    )
+    assert lines[-1] == (
+        "daemon: median - the ceiling's CPU per guess (pairs: none); "
+        "target at most 1.11x: no figure; 1 saturated pair(s) left out"
+    )
+
+
+def test_result_of_names_the_offered_load() -> None:
+    """A row's result carries its daemon options and the load offered to it."""
+    measured = {
+        "guesses_per_s": 19_990.0,
+        "reply_ms": {"p50": 0.3, "p99": 1.2},
+        "prompt_ms": {"p50": 1.0, "p99": 2.0},
+        "loadgen_cpu_percent": 40.0,
+        "errors": 0,
+        "error_kinds": {},
+        "wins": 3,
+        "notices": 10,
+        "window_s": 10.0,
+        "guesses": 199_900,
+        "window_start": 1.0,
+        "window_end": 11.0,
+        "offered_per_s": 20_000.0,
+    }
+    samples = [run.Sample(0.5, 0, 1000), run.Sample(1.0, 0, 2000), run.Sample(11.0, 500, 3000)]
+    row = run.Row("daemon", 1000, 1, 30, options="default", interval=0.05)
+    got = run.result_of(row, measured, samples, samples[0])
+    assert (got["label"], got["daemon_options"], got["interval_s"]) == (
+        "daemon, defaults",
+        "default",
+        0.05,
+    )
+    assert (got["offered_per_s"], got["server_cpu_percent"]) == (20_000.0, 50.0)
+    assert got["server_us_per_guess"] == 25.01  # 50% over 19,990 guesses a second
+    ceiling = run.result_of(run.Row("ceiling", 1000, 1, 30), measured, samples, samples[0])
+    assert ceiling["daemon_options"] is None
+
+
 PROFILE = """\
 run (twisted/app.py:10);doRead (twisted/internet/tcp.py:278) 6
 run (twisted/app.py:10);doRead (twisted/internet/tcp.py:285);lineReceived (guessgame/player.py:90) 3
@@ -644,6 +1006,51 @@ def test_summarise_profile() -> None:
     ]
     assert game == 50.0
     assert run.summarise_profile("") == ([], 0.0)
+
+
+def test_summarise_profile_leaves_waiting_threads_out() -> None:
+    """Samples of a thread waiting on a condition count for nothing: they cost no CPU."""
+    waiting = (
+        "_bootstrap (threading.py:1002);work (twisted/_threads/_threadworker.py:75);"
+        "Condition.wait (threading.py:327) 80\n"
+    )
+    assert run.summarise_profile(PROFILE + waiting, top=3) == run.summarise_profile(PROFILE, 3)
+    assert run.summarise_profile(waiting) == ([], 0.0)
+
+
+CEILING_STACKS = """\
+run (/v/lib/python3.11/site-packages/twisted/internet/base.py:697);doRead (twisted/tcp.py:285) 6
+run (twisted/internet/base.py:698);lineReceived (bench/ceiling.py:40) 2
+_bootstrap (threading.py:1002);Condition.wait (threading.py:327) 50
+"""
+DAEMON_STACKS = """\
+run (twisted/internet/base.py:697);doRead (twisted/tcp.py:285) 6
+run (twisted/internet/base.py:697);doRead (twisted/tcp.py:285);guess (guessgame/game.py:9) 4
+"""
+
+
+def test_read_profile() -> None:
+    """Stacks are counted per innermost frame and per frame anywhere, waits left out."""
+    profile = profiles.read_profile(CEILING_STACKS)
+    assert profile.total == 8
+    assert profile.own == {
+        "doRead (twisted/tcp.py)": 6,
+        "lineReceived (bench/ceiling.py)": 2,
+    }
+    assert profile.inclusive["run (twisted/internet/base.py)"] == 8
+
+
+def test_compare_profiles_in_us_per_guess() -> None:
+    """Each function's share of a row's busy samples times its CPU per guess, most extra first."""
+    ceiling = profiles.read_profile(CEILING_STACKS)
+    daemon = profiles.read_profile(DAEMON_STACKS)
+    rows = profiles.compare(ceiling, 8.0, daemon, 10.0)
+    assert rows == [
+        (4.0, 0.0, "guess (guessgame/game.py)"),
+        (6.0, 6.0, "doRead (twisted/tcp.py)"),
+        (0.0, 2.0, "lineReceived (bench/ceiling.py)"),
+    ]
+    assert profiles.compare(profiles.Profile(), 1.0, daemon, 1.0) == []
 
 
 def test_write_results(tmp_path: Path) -> None:
@@ -742,3 +1149,23 @@ def test_flood_payload_is_telnet_commands_only(kind: str) -> None:
         assert b"\n" not in payload
     else:
         assert max(len(line) for line in payload.split(b"\n")) <= 512
+
+
+def test_web_costs_take_the_limits_off_row_for_a_tcp_guess() -> None:
+    """The web row runs with the limits off: its TCP guesses cost what the limits-off row's did."""
+    common = {"players": 1000, "range": "1-30", "guesses_per_s": 1.0, "reply_p99_ms": 1.0}
+    results: list[dict[str, Any]] = [
+        {**common, "server": "daemon", "server_us_per_guess": 20.0, "daemon_options": "fast"},
+        {**common, "server": "daemon", "server_us_per_guess": 30.0, "daemon_options": "default"},
+        {
+            **common,
+            "server": "web",
+            "server_cpu_percent": 50.0,
+            "tcp_guesses_per_s": 10_000.0,
+            "ws_guesses_per_s": 5_000.0,
+            "tcp_reply_p99_ms": 1.0,
+            "ws_reply_p99_ms": 2.0,
+        },
+    ]
+    run.web_costs(results)
+    assert (results[2]["tcp_us_per_guess"], results[2]["ws_us_per_guess"]) == (20.0, 60.0)

@@ -21,7 +21,14 @@ def daemon() -> Iterator[MultiService]:
 
     options = Options()
     options.parseOptions(
-        ["--player", "tcp:0:interface=127.0.0.1", "--admin", "tcp:0:interface=127.0.0.1"]
+        [
+            "--player",
+            "tcp:0:interface=127.0.0.1",
+            "--admin",
+            "tcp:0:interface=127.0.0.1",
+            "--web",
+            "off",
+        ]
     )
     top = makeService(options, reactor=reactor)
     top.getServiceNamed("game").rng = random.Random(7)

@@ -22,7 +22,8 @@ FLOORS: list[set[str]] = [
     {"player", "ops"},
     {"game"},
     {"leaderboard", "wire"},
-    {"events", "store", "__init__"},
+    {"store"},
+    {"events", "__init__"},
 ]
 
 

@@ -214,6 +214,7 @@ def daemon() -> Iterator[MultiService]:
             "--player", "tcp:0:interface=127.0.0.1",
             "--admin", "tcp:0:interface=127.0.0.1",
             "--metrics", "tcp:0:interface=127.0.0.1",
+            "--web", "off",
             "--db", ":memory:",
             "--max-players", "1",
             "--classic-wait", "0",

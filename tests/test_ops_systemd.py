@@ -134,6 +134,7 @@ def test_socket_activation_and_readiness(
         str(twistd), "--nodaemon", "--pidfile=", "--logfile=-", "guessgame",
         "--player", "systemd:domain=INET:name=player",
         "--admin", "systemd:domain=INET:name=admin",
+        "--web", "off",
         "--db", str(tmp_path / "game.sqlite3"),
     ]  # fmt: skip
     env = dict(os.environ, LISTEN_FDNAMES="player:admin", NOTIFY_SOCKET=name)

@@ -13,7 +13,11 @@ from guessgame.ops.metrics import Metrics, MetricsSite
 from guessgame.ops.systemd import ReadyNotifier
 from guessgame.tap import Listener, Options, makeService
 
-LOCAL = ("--player", "tcp:0:interface=127.0.0.1", "--admin", "tcp:0:interface=127.0.0.1")
+LOCAL = (
+    "--player", "tcp:0:interface=127.0.0.1",
+    "--admin", "tcp:0:interface=127.0.0.1",
+    "--web", "off",
+)  # fmt: skip
 
 
 def parse(*args: str) -> Options:
