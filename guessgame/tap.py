@@ -1,9 +1,11 @@
 """``twistd guessgame``: the command-line options and the service tree.
 
-`Options` reads and checks the command line; `makeService` builds one
-`Game` and two listeners (players and administrator) that share it, under
-a `Daemon` whose stop no client can hold, and an `Announcement` that says
-at start what runs and how to join.  `StopSignals` makes SIGTERM and
+`Options` reads and checks the command line; `makeService` builds the
+service tree, which reads as a table of contents: one `Game`, and the
+listeners that share it (players, administrator, the web page, the
+metrics), each a `Listener` (Twisted's `StreamServerEndpointService`),
+under a `Daemon` whose stop no client can hold, and an `Announcement`
+that says at start what runs and how to join.  `StopSignals` makes SIGTERM and
 SIGINT a clean stop, and a second one an immediate exit.
 """
 
@@ -18,11 +20,13 @@ import re
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from twisted.application import service
+from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import defer, endpoints
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.interfaces import (
@@ -36,6 +40,7 @@ from twisted.internet.interfaces import (
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from guessgame import __version__
 from guessgame.admin.protocol import AdminFactory
@@ -426,16 +431,32 @@ class FileLimit(service.Service):
             )
 
 
-class Listener(service.Service):
-    """Listens on an endpoint while running and logs the address bound.
+@implementer(IStreamServerEndpoint)
+class _Reported:
+    """An endpoint whose listen reports its outcome to its `Listener` first."""
+
+    def __init__(self, endpoint: IStreamServerEndpoint, listener: Listener) -> None:
+        self.endpoint = endpoint
+        self.listener = listener
+
+    def listen(self, factory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
+        """Listen; the listener hears of the port or of the failure before anyone else."""
+        d: defer.Deferred[IListeningPort] = self.endpoint.listen(factory)
+        return d.addCallbacks(self.listener.listening, self.listener.cannot_listen)
+
+
+class Listener(StreamServerEndpointService):
+    """Twisted's endpoint service that says what it bound, or in one line why not.
 
     It listens in ``privilegedStartService``, as Twisted's own servers do,
     so that a port that cannot be opened stops the daemon before anything
     else has started: one log line naming the endpoint and the reason, and
-    exit status 1.
+    exit status 1 (`strports.service` semantics, without the traceback).
+    A failure that comes later (an endpoint that listens asynchronously) is
+    the same one line, instead of the traceback Twisted would log.
     """
 
-    port: IListeningPort | None = None
+    _raiseSynchronously = True
 
     def __init__(
         self,
@@ -444,67 +465,68 @@ class Listener(service.Service):
         endpoint: IStreamServerEndpoint,
         factory: IProtocolFactory,
         reactor: Any,
+        *,
+        where: Callable[[IAddress], str] | None = None,
     ) -> None:
+        super().__init__(_Reported(endpoint, self), factory)
         self.role = role
         self.description = description
-        self.endpoint = endpoint
-        self.factory = factory
         self.reactor = reactor
+        self._where = where
+        #: The port while it listens.
+        self.port: IListeningPort | None = None
         #: The port bound, kept after it stops listening: its connections
         #: may outlive it, and the stop's deadline looks for them.
         self.bound: IListeningPort | None = None
+        self._starting = False
 
     def privilegedStartService(self) -> None:
         """Listen (before privileges are shed, and before any service starts)."""
-        super().privilegedStartService()
-        self._listen()
+        self._starting = True
+        try:
+            super().privilegedStartService()
+        except Exception:
+            # Said in one line by cannot_listen already.
+            raise SystemExit(1) from None
+        finally:
+            self._starting = False
 
-    def startService(self) -> None:
-        """Listen, unless ``privilegedStartService`` did."""
-        super().startService()
-        if self.port is None:
-            self._listen()
-
-    def _listen(self) -> None:
-        failures: list[Failure] = []
-        d = self.endpoint.listen(self.factory)
-        d.addCallbacks(self._listening, failures.append)
-        if failures:
-            error = failures[0].value
-            socket_error = getattr(error, "socketError", None)
-            reason = getattr(socket_error, "strerror", None) or str(error)
-            log.critical(
-                "cannot open the {role} port {endpoint}: {reason}",
-                role=self.role,
-                endpoint=self.description,
-                reason=reason,
-            )
-            raise SystemExit(1)
-
-    def _listening(self, port: IListeningPort) -> None:
+    def listening(self, port: IListeningPort) -> IListeningPort:
+        """The port is bound: keep it and say where."""
         self.port = self.bound = port
-        if self.role == "web":
-            secure = self.description.split(":", 1)[0].strip().lower() == "ssl"
+        address = format_address(port.getHost())
+        if self._where is not None:
             log.info(
-                "{role} port listening on {address}: the game page is at {url}",
+                "{role} port listening on {address}: {where}",
                 role=self.role,
-                address=format_address(port.getHost()),
-                url=page_url(port.getHost(), secure),
+                address=address,
+                where=self._where(port.getHost()),
             )
-            return
-        log.info(
-            "{role} port listening on {address}",
-            role=self.role,
-            address=format_address(port.getHost()),
-        )
+        else:
+            log.info("{role} port listening on {address}", role=self.role, address=address)
+        return port
 
-    def stopService(self) -> Any:
+    def cannot_listen(self, failure: Failure) -> Any:
+        """The port could not be opened: one line that names the endpoint and the reason."""
+        if failure.check(defer.CancelledError):
+            return failure
+        error = failure.value
+        socket_error = getattr(error, "socketError", None)
+        reason = getattr(socket_error, "strerror", None) or str(error)
+        log.critical(
+            "cannot open the {role} port {endpoint}: {reason}",
+            role=self.role,
+            endpoint=self.description,
+            reason=reason,
+        )
+        # At start, the failure goes on so that the start fails; later, it is told.
+        return failure if self._starting else None
+
+    def stopService(self) -> defer.Deferred[None]:
         """Stop listening; connections already made stay up."""
-        super().stopService()
-        if self.port is not None:
-            port, self.port = self.port, None
-            return port.stopListening()
-        return None
+        self.port = None
+        d: defer.Deferred[None] = super().stopService()
+        return d
 
     def abort_connections(self) -> int:
         """Abort every connection this port accepted that is still open; how many.
@@ -712,6 +734,23 @@ def open_database(
         raise SystemExit(f"guessgame: {e}") from None
 
 
+def listen(
+    top: service.MultiService,
+    role: str,
+    description: str,
+    endpoint: IStreamServerEndpoint,
+    factory: IProtocolFactory,
+    *,
+    reactor: Any,
+    where: Callable[[IAddress], str] | None = None,
+) -> Listener:
+    """A `Listener` named ``role`` under ``top``."""
+    listener = Listener(role, description, endpoint, factory, reactor, where=where)
+    listener.setName(role)
+    listener.setServiceParent(top)
+    return listener
+
+
 def makeService(options: Options, reactor: Any = None) -> Daemon:
     """Build the daemon: one `Game`, a player, an admin and (unless off) a web listener.
 
@@ -762,29 +801,33 @@ def makeService(options: Options, reactor: Any = None) -> Daemon:
         max_output=options["max-output"],
         count_connection=connections.for_port("admin"),
     )
-    for role, description, factory in (
-        ("player", player_endpoint(options["player"]), players),
-        ("admin", options["admin"], admins),
-    ):
-        endpoint = endpoints.serverFromString(reactor, description)
-        if role == "admin" and options["admin-ca"] is not None:
-            endpoint = mutual_tls_endpoint(reactor, description, options["admin-ca"])
-        listener = Listener(role, options[role], endpoint, factory, reactor)
-        listener.setName(role)
-        listener.setServiceParent(top)
+    player_port = endpoints.serverFromString(reactor, player_endpoint(options["player"]))
+    listen(top, "player", options["player"], player_port, players, reactor=reactor)
+    if options["admin-ca"] is not None:
+        admin_port = mutual_tls_endpoint(reactor, options["admin"], options["admin-ca"])
+    else:
+        admin_port = endpoints.serverFromString(reactor, options["admin"])
+    listen(top, "admin", options["admin"], admin_port, admins, reactor=reactor)
     if options["web"] != "off":
         site = make_site(game, players, count_connection=connections.for_port("web"))
-        endpoint = endpoints.serverFromString(reactor, options["web"])
-        listener = Listener("web", options["web"], endpoint, site, reactor)
-        listener.setName("web")
-        listener.setServiceParent(top)
+        secure = options["web"].split(":", 1)[0].strip().lower() == "ssl"
+        web_port = endpoints.serverFromString(reactor, options["web"])
+        listen(
+            top,
+            "web",
+            options["web"],
+            web_port,
+            site,
+            reactor=reactor,
+            where=lambda address: f"the game page is at {page_url(address, secure)}",
+        )
     if options["metrics"] is not None:
         metrics = Metrics(game, reactor, admins=lambda: len(admins.admins), connections=connections)
         metrics.setServiceParent(top)
-        endpoint = endpoints.serverFromString(reactor, options["metrics"])
-        listener = Listener("metrics", options["metrics"], endpoint, MetricsSite(metrics), reactor)
-        listener.setName("metrics")
-        listener.setServiceParent(top)
+        metrics_port = endpoints.serverFromString(reactor, options["metrics"])
+        listen(
+            top, "metrics", options["metrics"], metrics_port, MetricsSite(metrics), reactor=reactor
+        )
     Announcement(options, top.getServiceNamed("player"), reactor).setServiceParent(top)
     if "NOTIFY_SOCKET" in os.environ:
         # Last: it starts once everything above listens, and stops first.

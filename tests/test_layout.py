@@ -150,3 +150,22 @@ def test_a_type_checking_import_counts(tmp_path: Path) -> None:
     )
     found = imports_of("guessgame.x", source, {"guessgame.game", "guessgame.store.base"})
     assert found == {"guessgame.game", "guessgame.store.base"}
+
+
+def test_game_py_holds_no_player_text() -> None:
+    """No text the modern dialect sends, nor any ``*** `` notice, is spelled in game.py."""
+    from guessgame.player import modern
+
+    texts = {
+        value
+        for name, value in vars(modern).items()
+        if name.isupper() and isinstance(value, str) and len(value) > 8
+    }
+    assert texts, "the modern dialect's texts were not found"
+    tree = ast.parse((PACKAGE / "game.py").read_text(encoding="utf-8"))
+    strings = [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+    assert [s for s in strings if s.startswith("*** ") or s in texts] == []
