@@ -20,6 +20,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python import usage
 
 from guessgame.admin.protocol import AdminFactory
+from guessgame.daemon import Listener
 from guessgame.events import Joined, Left, Won
 from guessgame.game import Game, Player
 from guessgame.player.classic import ClassicDialect
@@ -27,7 +28,7 @@ from guessgame.player.connection import PlayerConnection
 from guessgame.player.factory import PlayerFactory
 from guessgame.player.modern import ModernDialect
 from guessgame.store.base import LeaderboardEntry, MemoryStore
-from guessgame.tap import Listener, Options, makeService
+from guessgame.tap import Options, makeService
 from guessgame.wire.limits import Limits
 from tests.common import FakeObserver, listen, make_game, open_client
 from tests.e2e import Daemon

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "guessgame"
 #: from the floors below it, never from a wing beside it or above it.
 FLOORS: list[set[str]] = [
     {"tap"},
-    {"admin", "web", "clients"},
+    {"daemon", "admin", "web", "clients"},
     {"player", "ops"},
     {"game"},
     {"leaderboard", "wire"},

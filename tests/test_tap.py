@@ -15,16 +15,10 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python import usage
 
 from guessgame.admin.protocol import AdminFactory
+from guessgame.daemon import Listener, describe_database, how_to_connect
 from guessgame.game import Game
 from guessgame.player.factory import PlayerFactory
-from guessgame.tap import (
-    Listener,
-    Options,
-    describe_database,
-    how_to_connect,
-    makeService,
-    player_endpoint,
-)
+from guessgame.tap import Options, makeService, player_endpoint
 from tests.common import make_game
 
 

@@ -10,8 +10,9 @@ from twisted.logger import globalLogPublisher
 from twisted.python import usage
 
 from guessgame.admin.protocol import AdminFactory
+from guessgame.daemon import FileLimit
 from guessgame.player.factory import PlayerFactory
-from guessgame.tap import FileLimit, Options, is_local_endpoint, makeService
+from guessgame.tap import Options, is_local_endpoint, makeService
 from guessgame.wire.limits import Limits
 
 
