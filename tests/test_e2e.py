@@ -189,8 +189,8 @@ def test_ctrl_c_on_make_run_looks_clean() -> None:
         pytest.skip("needs make and the repository's .venv")
     # The quotes make make run the recipe through a shell, as ARGS often do.
     args = (
-        "--player tcp:0:interface=127.0.0.1 --admin tcp:0:interface=127.0.0.1 --web off "
-        "--db ':memory:'"
+        "--player tcp:0:interface=127.0.0.1 --admin tcp:0:interface=127.0.0.1 "
+        "--web off --db ':memory:'"
     )
     # -o: never reinstall here, whatever changed since the last install.
     command = ["make", "--no-print-directory", "-o", ".venv/.installed", "run", f"ARGS={args}"]
@@ -207,7 +207,10 @@ def test_ctrl_c_on_make_run_looks_clean() -> None:
     output = b""
     try:
         while b"players connect with" not in output:
-            output += read_terminal(terminal)
+            chunk = read_terminal(terminal)
+            if chunk == b"":
+                raise AssertionError("make run ended before the daemon was up:\n" + output.decode())
+            output += chunk
         os.write(terminal, b"\x03")  # what Ctrl-C sends
         while (chunk := read_terminal(terminal)) != b"":
             output += chunk

@@ -70,6 +70,10 @@ def format_address(addr: IAddress) -> str:
 _ESCAPE = re.compile(rb"\x1b(?:\[[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]|O.)", re.DOTALL)
 
 
+#: What erases the character before it: BS and DEL.
+_ERASER = re.compile(rb"[\x08\x7f]")
+
+
 def edit_line(line: bytes) -> bytes:
     """Apply a terminal's line editing to one line (PROTOCOL.md, Framing).
 
@@ -80,11 +84,11 @@ def edit_line(line: bytes) -> bytes:
     line = _ESCAPE.sub(b"", line)
     if b"\x08" not in line and b"\x7f" not in line:
         return line
-    out = bytearray()
-    for byte in line:
-        if byte not in (0x08, 0x7F):
-            out.append(byte)
-        elif out:
+    # One step per eraser, not per byte: a flood of such lines stays cheap.
+    first, *rest = _ERASER.split(line)
+    out = bytearray(first)
+    for piece in rest:
+        if out:
             start = len(out) - 1
             # Back over up to three UTF-8 continuation bytes to their lead.
             while start > 0 and len(out) - start < 4 and 0x80 <= out[start] <= 0xBF:
@@ -92,6 +96,7 @@ def edit_line(line: bytes) -> bytes:
             if out[start] < 0xC0:
                 start = len(out) - 1  # no lead byte: erase one byte
             del out[start:]
+        out += piece
     return bytes(out)
 
 
