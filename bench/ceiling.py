@@ -24,8 +24,8 @@ from twisted.protocols.basic import LineReceiver
 
 from bench.loadgen import raise_file_limit
 from guessgame.game import parse_range
-from guessgame.lines import format_address
 from guessgame.tap import player_endpoint
+from guessgame.wire.lines import format_address
 
 __all__ = ["CeilingFactory", "CeilingProtocol", "main", "parse_args"]
 

@@ -40,8 +40,8 @@ from twisted.internet.task import Clock
 
 from bench.run import ROOT, Processes, cpu_percent, listening_port, read_sample
 from guessgame.leaderboard import Leaderboard
-from guessgame.sqlstore import open_store
-from guessgame.store import LeaderboardEntry
+from guessgame.store.base import LeaderboardEntry
+from guessgame.store.sqlite import open_store
 
 __all__ = ["board_costs", "main", "seed_database", "wire_costs"]
 

@@ -26,8 +26,10 @@ from typing import Any
 
 from twisted.internet import defer, task
 
-from guessgame import pgstore, sqlstore
-from guessgame.game import Game, Win
+from guessgame.events import Notice, Win
+from guessgame.game import Game
+from guessgame.store import postgres as pgstore
+from guessgame.store import sqlite as sqlstore
 
 __all__ = ["format_table", "main", "parse_args"]
 
@@ -35,10 +37,9 @@ __all__ = ["format_table", "main", "parse_args"]
 class _Link:
     """A player link that drops what it is sent."""
 
-    takes_notices = False
-
-    def notice(self, text: str) -> None:
-        """Drop the notice."""
+    def notice(self, notice: Notice) -> bool:
+        """Drop the notice: shown to nobody."""
+        return False
 
     def close(self) -> defer.Deferred[None]:
         """Nothing to close."""

@@ -10,11 +10,10 @@ game with a `task.Clock` and a seeded `random.Random`.
 
 from __future__ import annotations
 
-import enum
 import random
 import re
-from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -22,32 +21,45 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from guessgame.events import (
+    Event,
+    Goodbye,
+    GuessOutcome,
+    GuessResult,
+    Joined,
+    Kicked,
+    Left,
+    Message,
+    NameResult,
+    NewRound,
+    Notice,
+    Renamed,
+    RoundOver,
+    RoundRestarted,
+    RoundStarted,
+    Said,
+    Win,
+    Won,
+    plural,
+)
 from guessgame.leaderboard import Leaderboard
-from guessgame.store import NAME_PATTERN, Counters, LeaderboardEntry, MemoryStore, Store
+from guessgame.store.base import (
+    NAME_PATTERN,
+    Counters,
+    LeaderboardEntry,
+    MemoryStore,
+    RoundKeeper,
+    SharedRound,
+    Store,
+)
 
 __all__ = [
-    "SHUTTING_DOWN",
-    "Event",
+    "MODES",
     "Game",
     "GameObserver",
-    "GuessOutcome",
-    "GuessResult",
-    "Joined",
-    "Kicked",
-    "Left",
-    "NameResult",
-    "NewRound",
     "Player",
     "PlayerLink",
-    "Renamed",
-    "RoundKeeper",
-    "RoundStarted",
-    "Said",
-    "SharedRound",
-    "Win",
-    "Won",
     "parse_range",
-    "plural",
 ]
 
 log = Logger()
@@ -56,18 +68,6 @@ log = Logger()
 DEFAULT_NAME_PATTERN = re.compile(r"player[0-9]+", re.IGNORECASE)
 
 MODES = ("shared", "solo")
-
-SHUTTING_DOWN = "*** The server is shutting down. Goodbye!"
-
-#: Why a player left, as the ``EVENT leave`` line spells it.
-LEAVE_REASONS = ("quit", "won", "kicked", "idle", "closed", "shutdown", "error")
-
-
-def plural(count: int, word: str) -> str:
-    """Return ``count`` with ``word`` agreeing with it: ``1 win``, ``2 wins``."""
-    if count == 1:
-        return f"{count} {word}"
-    return f"{count} {word}es" if word.endswith("s") else f"{count} {word}s"
 
 
 def parse_range(text: str) -> tuple[int, int]:
@@ -92,99 +92,11 @@ def parse_range(text: str) -> tuple[int, int]:
 class PlayerLink(Protocol):
     """How the game reaches one connected player (a protocol, or a fake)."""
 
-    #: Whether notices reach this player at all (classic clients get none).
-    takes_notices: bool
-
-    def notice(self, text: str) -> None:
-        """Deliver a ``*** `` notice line between replies."""
+    def notice(self, notice: Notice) -> bool:
+        """Tell the player ``notice`` between replies; whether its dialect shows notices."""
 
     def close(self) -> defer.Deferred[None]:
         """Flush what was sent and close; the Deferred fires once closed."""
-
-
-# Events pushed to observers (the administrators).
-
-
-@dataclass(frozen=True, slots=True)
-class Joined:
-    """A player connected."""
-
-    id: int
-    name: str
-    address: str
-
-
-@dataclass(frozen=True, slots=True)
-class Left:
-    """A player is gone; ``reason`` is one of `LEAVE_REASONS`."""
-
-    id: int
-    name: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Won:
-    """A player guessed its secret ``number`` in ``guesses`` guesses.
-
-    ``saved`` is the win's `Win.saved`: it fires once the store has the
-    win (observers may time it; they must pass its result on).
-    """
-
-    id: int
-    name: str
-    number: int
-    guesses: int
-    saved: defer.Deferred[None] | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class RoundStarted:
-    """Round number ``round`` began with a secret in ``lo``-``hi``."""
-
-    round: int
-    lo: int
-    hi: int
-
-
-@dataclass(frozen=True, slots=True)
-class Renamed:
-    """A player changed its name."""
-
-    id: int
-    old: str
-    new: str
-
-
-# What the administrator did, for observers that keep a record (the
-# event log); the admin port's EVENT lines leave them out.
-
-
-@dataclass(frozen=True, slots=True)
-class Kicked:
-    """The administrator removed a player (its `Left` follows)."""
-
-    id: int
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class Said:
-    """The administrator sent ``text`` to every player."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class NewRound:
-    """The administrator started round ``round`` (its `RoundStarted` came first)."""
-
-    round: int
-    lo: int
-    hi: int
-
-
-Event = Joined | Left | Won | RoundStarted | Renamed | Kicked | Said | NewRound
 
 
 class GameObserver(Protocol):
@@ -195,70 +107,6 @@ class GameObserver(Protocol):
 
     def close(self) -> defer.Deferred[None]:
         """The game is stopping: flush and close; fire once closed."""
-
-
-@dataclass(frozen=True, slots=True)
-class SharedRound:
-    """A round as the daemons of one game share it (see `RoundKeeper`).
-
-    ``winner`` won the round before with ``winning``; with no winner the
-    round was started by an administrator (``by_admin``) or by a start.
-    """
-
-    number: int
-    secret: int
-    winner: str | None = None
-    winning: int = 0
-    by_admin: bool = False
-
-
-class RoundKeeper(Protocol):
-    """Shares this game's rounds and wins with the other daemons of one game.
-
-    The keeper tells the game what the others did through `Game.news`.
-    """
-
-    def attach(self, game: Game) -> SharedRound | None:
-        """Tell ``game`` the others' news from now on; the round to join, or None."""
-
-    def won(self, event: Won) -> None:
-        """A player of this daemon won (the win goes with its `Store.record_win`)."""
-
-    def round_started(self, shared: SharedRound) -> None:
-        """Round ``shared.number`` started here: it ends the one before if still current."""
-
-
-class GuessResult(enum.Enum):
-    """A valid guess that missed: below or above the secret."""
-
-    LOW = "low"
-    HIGH = "high"
-
-
-class Win(NamedTuple):
-    """A valid guess that found the secret.
-
-    ``guesses`` counts this round's valid guesses, the winning one
-    included.  ``saved`` fires once the win is durable: the player is told
-    ``Correct!`` only then.
-    """
-
-    number: int
-    guesses: int
-    saved: defer.Deferred[None]
-
-
-#: The answer to a valid guess.  A miss is one of two constants, so the
-#: usual answer costs no allocation.
-GuessOutcome = GuessResult | Win
-
-
-class NameResult(enum.Enum):
-    """The answer to ``name NICK``."""
-
-    OK = "ok"
-    TAKEN = "taken"
-    INVALID = "invalid"
 
 
 @dataclass(eq=False, slots=True)
@@ -301,6 +149,7 @@ class Game(Service):
         self.hi = hi
         self.mode = mode
         self.store: Store = store if store is not None else MemoryStore()
+        #: Shares rounds and wins with the other daemons of one game (PostgreSQL).
         self.keeper = keeper
         self.players: dict[int, Player] = {}
         self._names: dict[str, Player] = {}
@@ -310,7 +159,7 @@ class Game(Service):
         self._secret = 0
         self._started_at = clock.seconds()
         self._stopping = False
-        # Texts every player of a round shares, built once per round.
+        #: The range as ``stats`` shows it.
         self.range_text = f"{lo}-{hi}"
 
     # Service life cycle.
@@ -335,7 +184,7 @@ class Game(Service):
         self._stopping = True
         closing: list[defer.Deferred[None]] = []
         for player in list(self.players.values()):
-            player.link.notice(SHUTTING_DOWN)
+            player.link.notice(Goodbye.SHUTDOWN)
             self.leave(player, "shutdown")
             closing.append(player.link.close())
         for observer in list(self._observers):
@@ -432,7 +281,7 @@ class Game(Service):
         player = self.players.get(pid)
         if player is None:
             return False
-        player.link.notice("*** You have been removed by the administrator. Goodbye!")
+        player.link.notice(Goodbye.KICKED)
         self._emit(Kicked(player.id, player.name))
         self.leave(player, "kicked")
         player.link.close()
@@ -440,12 +289,11 @@ class Game(Service):
 
     def say(self, text: str) -> int:
         """Send the administrator's message to every player; return how many got it."""
-        notice = f"*** Message from the administrator: {text}"
+        notice = Message(text)
         self._emit(Said(text))
         reached = 0
         for player in list(self.players.values()):
-            player.link.notice(notice)
-            reached += player.link.takes_notices
+            reached += player.link.notice(notice)
         return reached
 
     # Rounds and guesses.
@@ -474,9 +322,7 @@ class Game(Service):
         return number
 
     def _announce_new_round(self) -> None:
-        notice = (
-            f"*** The administrator started a new round. Pick a number between {self.range_text}"
-        )
+        notice = RoundRestarted(self.lo, self.hi)
         for player in list(self.players.values()):
             player.guesses = 0
             if player.own_secret:
@@ -540,10 +386,7 @@ class Game(Service):
         # No winner here: the round was won on another daemon, which started the next.
         if winner is not None:
             self._new_round(name, number)
-        notice = (
-            f"*** {name} won the round with {number}. "
-            f"A new number between {self.range_text} has been picked."
-        )
+        notice = RoundOver(name, number, self.lo, self.hi)
         for player in list(self.players.values()):
             if player is winner or player.own_secret:
                 continue

@@ -14,7 +14,7 @@ from itertools import islice
 
 from sortedcontainers import SortedList
 
-from guessgame.store import LeaderboardEntry
+from guessgame.store.base import LeaderboardEntry
 
 __all__ = ["Leaderboard"]
 

@@ -1,78 +1,58 @@
 """``twistd guessgame``: the command-line options and the service tree.
 
-`Options` reads and checks the command line; `makeService` builds one
-`Game` and two listeners (players and administrator) that share it, under
-a `Daemon` whose stop no client can hold, and an `Announcement` that says
-at start what runs and how to join.  `StopSignals` makes SIGTERM and
-SIGINT a clean stop, and a second one an immediate exit.
+`Options` reads and checks the command line; `makeService` builds the
+service tree, which reads as a table of contents: one `Game`, and the
+listeners that share it (players, administrator, the web page, the
+metrics), each a `Listener` (Twisted's `StreamServerEndpointService`),
+under a `Daemon` whose stop no client can hold, and an `Announcement`
+that says at start what runs and how to join (those parts are in
+`guessgame.daemon`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import math
 import os
 import random
 import re
-import signal
-import socket
-import sys
-from types import FrameType
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from twisted.application import service
-from twisted.internet import defer, endpoints
-from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet import endpoints
 from twisted.internet.interfaces import (
     IAddress,
-    IListeningPort,
     IProtocolFactory,
-    IReactorCore,
-    IReactorFDSet,
     IStreamServerEndpoint,
 )
 from twisted.logger import Logger
 from twisted.python import usage
-from twisted.python.failure import Failure
 
-from guessgame import __version__, pgstore
-from guessgame.admin import AdminFactory
-from guessgame.game import MODES, Game, parse_range, plural
-from guessgame.limits import Limits, raise_open_file_limit
-from guessgame.lines import format_address
+from guessgame.admin.protocol import AdminFactory
+from guessgame.daemon import Announcement, Daemon, FileLimit, Listener, StopSignals
+from guessgame.game import MODES, Game, parse_range
 from guessgame.ops.eventlog import EventLog, open_event_log, reopen_on_sighup
 from guessgame.ops.metrics import ConnectionCounts, Metrics, MetricsSite
 from guessgame.ops.systemd import ReadyNotifier, socket_is_local
 from guessgame.ops.tls import load_ca, mutual_tls_endpoint
-from guessgame.player import PlayerFactory
-from guessgame.sqlstore import StoreError, open_store
-from guessgame.store import MemoryStore, Store
+from guessgame.player.factory import PlayerFactory
+from guessgame.store import postgres as pgstore
+from guessgame.store.base import MemoryStore, Store
+from guessgame.store.sqlite import StoreError, open_store
 from guessgame.web.site import make_site, page_url
+from guessgame.wire.limits import Limits
 
 __all__ = [
-    "Announcement",
-    "Daemon",
-    "FileLimit",
-    "Listener",
     "Options",
-    "StopSignals",
-    "describe_database",
-    "how_to_connect",
     "is_local_endpoint",
+    "listen",
     "makeService",
     "open_database",
+    "player_endpoint",
 ]
 
 log = Logger()
-
-#: File descriptors kept for what is not a player: listeners, the
-#: administrator, the database, the log.
-RESERVED_FILES = 32
-
-#: Seconds into a stop after which a connection still open is aborted.
-STOP_GRACE = 5.0
 
 #: The listen backlog given to TCP player endpoints that name none: room
 #: for thousands of players connecting at once (Twisted's default is 50).
@@ -403,287 +383,6 @@ def player_endpoint(description: str) -> str:
     return description
 
 
-class FileLimit(service.Service):
-    """At start, raises the open-file limit and warns when players may not fit."""
-
-    def __init__(self, max_players: int) -> None:
-        self.max_players = max_players
-
-    def startService(self) -> None:
-        """Raise the soft limit to the hard one; warn if --max-players is above it."""
-        super().startService()
-        soft = raise_open_file_limit()
-        room = soft - RESERVED_FILES
-        if self.max_players == 0 or self.max_players > room:
-            log.warn(
-                "--max-players {wanted} is above the {room} players the open-file "
-                "limit ({limit}) allows; raise it (ulimit -n) or lower --max-players",
-                wanted=self.max_players or "0 (no limit)",
-                room=room,
-                limit=soft,
-            )
-
-
-class Listener(service.Service):
-    """Listens on an endpoint while running and logs the address bound.
-
-    It listens in ``privilegedStartService``, as Twisted's own servers do,
-    so that a port that cannot be opened stops the daemon before anything
-    else has started: one log line naming the endpoint and the reason, and
-    exit status 1.
-    """
-
-    port: IListeningPort | None = None
-
-    def __init__(
-        self,
-        role: str,
-        description: str,
-        endpoint: IStreamServerEndpoint,
-        factory: IProtocolFactory,
-        reactor: Any,
-    ) -> None:
-        self.role = role
-        self.description = description
-        self.endpoint = endpoint
-        self.factory = factory
-        self.reactor = reactor
-        #: The port bound, kept after it stops listening: its connections
-        #: may outlive it, and the stop's deadline looks for them.
-        self.bound: IListeningPort | None = None
-
-    def privilegedStartService(self) -> None:
-        """Listen (before privileges are shed, and before any service starts)."""
-        super().privilegedStartService()
-        self._listen()
-
-    def startService(self) -> None:
-        """Listen, unless ``privilegedStartService`` did."""
-        super().startService()
-        if self.port is None:
-            self._listen()
-
-    def _listen(self) -> None:
-        failures: list[Failure] = []
-        d = self.endpoint.listen(self.factory)
-        d.addCallbacks(self._listening, failures.append)
-        if failures:
-            error = failures[0].value
-            socket_error = getattr(error, "socketError", None)
-            reason = getattr(socket_error, "strerror", None) or str(error)
-            log.critical(
-                "cannot open the {role} port {endpoint}: {reason}",
-                role=self.role,
-                endpoint=self.description,
-                reason=reason,
-            )
-            raise SystemExit(1)
-
-    def _listening(self, port: IListeningPort) -> None:
-        self.port = self.bound = port
-        if self.role == "web":
-            secure = self.description.split(":", 1)[0].strip().lower() == "ssl"
-            log.info(
-                "{role} port listening on {address}: the game page is at {url}",
-                role=self.role,
-                address=format_address(port.getHost()),
-                url=page_url(port.getHost(), secure),
-            )
-            return
-        log.info(
-            "{role} port listening on {address}",
-            role=self.role,
-            address=format_address(port.getHost()),
-        )
-
-    def stopService(self) -> Any:
-        """Stop listening; connections already made stay up."""
-        super().stopService()
-        if self.port is not None:
-            port, self.port = self.port, None
-            return port.stopListening()
-        return None
-
-    def abort_connections(self) -> int:
-        """Abort every connection this port accepted that is still open; how many.
-
-        They are found where the reactor keeps them, whatever protocol owns
-        them now (a TLS layer, a dialect handed over): the same set that
-        the reactor itself disconnects at the end of a shutdown.
-        """
-        if self.bound is None or not IReactorFDSet.providedBy(self.reactor):
-            return 0
-        found = {*self.reactor.getReaders(), *self.reactor.getWriters()}
-        mine: list[Any] = [fd for fd in found if getattr(fd, "server", None) is self.bound]
-        for connection in mine:
-            connection.abortConnection()
-        return len(mine)
-
-
-class Daemon(service.MultiService):
-    """The daemon's service tree, whose stop is bounded in time.
-
-    When the stop begins, players are told and every connection is asked
-    to close; one still open `STOP_GRACE` seconds later (a client that
-    stopped reading) is aborted, so that no client can hold the stop.
-    """
-
-    def __init__(self, reactor: Any) -> None:
-        super().__init__()
-        self.reactor = reactor
-
-    def stopService(self) -> defer.Deferred[None]:
-        """Stop every service; abort the connections left after `STOP_GRACE`."""
-        deadline = self.reactor.callLater(STOP_GRACE, self._abort_the_rest)
-        d: defer.Deferred[None] = defer.maybeDeferred(super().stopService)
-
-        def stopped(result: object) -> object:
-            if deadline.active():
-                deadline.cancel()
-            return result
-
-        return d.addBoth(stopped)
-
-    def _abort_the_rest(self) -> None:
-        aborted = sum(child.abort_connections() for child in self if isinstance(child, Listener))
-        if aborted:
-            log.warn(
-                "{count} still open {grace:g} seconds into the stop: aborted",
-                count=plural(aborted, "connection"),
-                grace=STOP_GRACE,
-            )
-
-
-class StopSignals:
-    """SIGTERM and SIGINT: the first stops the daemon in order, a second at once.
-
-    twistd would re-raise the signal once stopped, so the exit status would
-    say "killed"; a stop asked for is a clean one and exits with status 0.
-    A second signal during the stop (an operator who will not wait) ends
-    the process at once with status 1.
-    """
-
-    def __init__(self, reactor: Any) -> None:
-        self.reactor = reactor
-        #: A signal asked for the stop; the reactor has not begun it yet.
-        self.requested = False
-        #: The stop has begun.
-        self.stopping = False
-
-    def install(self) -> None:
-        """Take over both signals once the reactor runs (it sets its own at start)."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            self.reactor.callWhenRunning(signal.signal, signum, self.received)
-
-    def received(self, signum: int, frame: FrameType | None) -> None:
-        """Stop on the first signal; exit at once on one that comes during the stop.
-
-        A signal sent to a whole process group (``timeout``, ``kill -INT
-        -PGID``) may arrive twice before the reactor looks: until the stop
-        has begun, a repeat is the same request.
-        """
-        name = signal.Signals(signum).name
-        if self.stopping:
-            log.warn("received {signal} during the stop: exiting at once", signal=name)
-            for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-                with contextlib.suppress(Exception):
-                    if stream is not None:
-                        stream.flush()
-            os._exit(1)
-        if self.requested:
-            return
-        self.requested = True
-        log.info("received {signal}, shutting down", signal=name)
-        self.reactor.callFromThread(self._begin)
-
-    def _begin(self) -> None:
-        self.stopping = True
-        self.reactor.stop()
-
-
-def describe_database(path: str) -> str:
-    """``--db`` as the start-up log shows it: where, without a password."""
-    if path == ":memory:":
-        return ":memory: (nothing is kept)"
-    if "://" in path:
-        parts = urlsplit(path)
-        if parts.password is None:
-            return path
-        user = f"{parts.username}:" if parts.username else ":"
-        host = parts.netloc.rpartition("@")[2]
-        return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
-    return os.path.abspath(path)
-
-
-#: Hosts a port listens on when it listens on every interface.
-EVERY_INTERFACE = {"0.0.0.0": "127.0.0.1", "::": "::1"}
-
-
-def how_to_connect(description: str, address: IAddress, hostname: str) -> str:
-    """The start-up log's line on how players reach the port bound at ``address``.
-
-    ``description`` is the endpoint as given (it says whether TLS is
-    spoken); ``hostname`` stands for this machine where every interface
-    listens.
-    """
-    if isinstance(address, UNIXAddress):
-        name = address.name
-        path = os.fsdecode(name) if name is not None else "?"
-        return f"players connect with: nc -U {path}"
-    if not isinstance(address, (IPv4Address, IPv6Address)):
-        return f"players connect to {address}"
-    tls = description.split(":", 1)[0].strip().lower() in ("ssl", "tls")
-
-    def command(host: str) -> str:
-        if tls:
-            target = f"[{host}]:{address.port}" if ":" in host else f"{host}:{address.port}"
-            return f"openssl s_client -quiet -connect {target}"
-        return f"nc {host} {address.port}"
-
-    local = EVERY_INTERFACE.get(address.host)
-    if local is None:
-        return f"players connect with: {command(address.host)}"
-    return (
-        "the player port is open on every interface: players connect with: "
-        f"{command(hostname)} ({command(local)} on this machine)"
-    )
-
-
-class Announcement(service.Service):
-    """At start, once the daemon runs, says in the log what runs and how to join."""
-
-    def __init__(self, options: Options, player: Listener, reactor: Any) -> None:
-        self.options = options
-        self.player = player
-        self.reactor = reactor
-
-    def startService(self) -> None:
-        """Announce once the reactor runs: players can connect from then on."""
-        super().startService()
-        if IReactorCore.providedBy(self.reactor):
-            self.reactor.callWhenRunning(self.announce)
-        else:
-            self.announce()
-
-    def announce(self) -> None:
-        """Log the version, range, mode, database, and the command players use."""
-        options = self.options
-        log.info(
-            "guessgame {version}: range {range}, mode {mode}, database {database}",
-            version=__version__,
-            range=f"{options['lo']}-{options['hi']}",
-            mode=options["mode"],
-            database=describe_database(options["db"]),
-        )
-        if self.player.port is not None:
-            log.info(
-                "{how}",
-                how=how_to_connect(
-                    self.player.description, self.player.port.getHost(), socket.gethostname()
-                ),
-            )
-
-
 def open_database(
     path: str, reactor: Any, *, lo: int = 1, hi: int = 30, mode: str = "shared"
 ) -> Store:
@@ -708,6 +407,23 @@ def open_database(
         return open_store(path, reactor)
     except StoreError as e:
         raise SystemExit(f"guessgame: {e}") from None
+
+
+def listen(
+    top: service.MultiService,
+    role: str,
+    description: str,
+    endpoint: IStreamServerEndpoint,
+    factory: IProtocolFactory,
+    *,
+    reactor: Any,
+    where: Callable[[IAddress], str] | None = None,
+) -> Listener:
+    """A `Listener` named ``role`` under ``top``."""
+    listener = Listener(role, description, endpoint, factory, reactor, where=where)
+    listener.setName(role)
+    listener.setServiceParent(top)
+    return listener
 
 
 def makeService(options: Options, reactor: Any = None) -> Daemon:
@@ -760,30 +476,34 @@ def makeService(options: Options, reactor: Any = None) -> Daemon:
         max_output=options["max-output"],
         count_connection=connections.for_port("admin"),
     )
-    for role, description, factory in (
-        ("player", player_endpoint(options["player"]), players),
-        ("admin", options["admin"], admins),
-    ):
-        endpoint = endpoints.serverFromString(reactor, description)
-        if role == "admin" and options["admin-ca"] is not None:
-            endpoint = mutual_tls_endpoint(reactor, description, options["admin-ca"])
-        listener = Listener(role, options[role], endpoint, factory, reactor)
-        listener.setName(role)
-        listener.setServiceParent(top)
+    player_port = endpoints.serverFromString(reactor, player_endpoint(options["player"]))
+    listen(top, "player", options["player"], player_port, players, reactor=reactor)
+    if options["admin-ca"] is not None:
+        admin_port = mutual_tls_endpoint(reactor, options["admin"], options["admin-ca"])
+    else:
+        admin_port = endpoints.serverFromString(reactor, options["admin"])
+    listen(top, "admin", options["admin"], admin_port, admins, reactor=reactor)
     if options["web"] != "off":
         site = make_site(game, players, count_connection=connections.for_port("web"))
-        endpoint = endpoints.serverFromString(reactor, options["web"])
-        listener = Listener("web", options["web"], endpoint, site, reactor)
-        listener.setName("web")
-        listener.setServiceParent(top)
+        secure = options["web"].split(":", 1)[0].strip().lower() == "ssl"
+        web_port = endpoints.serverFromString(reactor, options["web"])
+        listen(
+            top,
+            "web",
+            options["web"],
+            web_port,
+            site,
+            reactor=reactor,
+            where=lambda address: f"the game page is at {page_url(address, secure)}",
+        )
     if options["metrics"] is not None:
         metrics = Metrics(game, reactor, admins=lambda: len(admins.admins), connections=connections)
         metrics.setServiceParent(top)
-        endpoint = endpoints.serverFromString(reactor, options["metrics"])
-        listener = Listener("metrics", options["metrics"], endpoint, MetricsSite(metrics), reactor)
-        listener.setName("metrics")
-        listener.setServiceParent(top)
-    Announcement(options, top.getServiceNamed("player"), reactor).setServiceParent(top)
+        metrics_port = endpoints.serverFromString(reactor, options["metrics"])
+        listen(
+            top, "metrics", options["metrics"], metrics_port, MetricsSite(metrics), reactor=reactor
+        )
+    Announcement(game, options["db"], top.getServiceNamed("player"), reactor).setServiceParent(top)
     if "NOTIFY_SOCKET" in os.environ:
         # Last: it starts once everything above listens, and stops first.
         ReadyNotifier(reactor).setServiceParent(top)

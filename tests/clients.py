@@ -2,7 +2,7 @@
 
 `start_daemon` builds the service tree of ``twistd guessgame`` with
 `guessgame.tap` on free loopback ports and a seeded Random, so a test knows
-the secret.  `spawn` runs ``python -m guessgame.pclient`` (or ``aclient``)
+the secret.  `spawn` runs ``python -m guessgame.clients.play`` (``pclient``) or ``clients.admin``
 through a pipe or a pseudo-terminal; `ClientProcess.expect` waits, bounded,
 for text to appear in what it printed.  Nothing blocks the reactor.
 """
@@ -37,6 +37,9 @@ RUN_TIMEOUT = 30.0
 
 #: Terminal control sequences readline writes, and carriage returns.
 CONTROL = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|\r|\x07")
+
+#: The clients a test spawns, by the names of the original coursework clients.
+CLIENT_MODULES = {"pclient": "guessgame.clients.play", "aclient": "guessgame.clients.admin"}
 
 
 @dataclass
@@ -225,7 +228,7 @@ class Spawner:
         pty: bool = False,
         env: dict[str, str] | None = None,
     ) -> ClientProcess:
-        """Run ``python -m guessgame.MODULE ARGS`` (in a pseudo-terminal if ``pty``)."""
+        """Run client ``module`` (``pclient`` or ``aclient``) with ``args``, in a pty if ``pty``."""
         from twisted.internet import reactor
 
         environment = {
@@ -239,7 +242,7 @@ class Spawner:
         reactor.spawnProcess(
             process,
             sys.executable,
-            [sys.executable, "-m", f"guessgame.{module}", *args],
+            [sys.executable, "-m", CLIENT_MODULES[module], *args],
             env=environment,
             usePTY=pty,
         )

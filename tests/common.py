@@ -19,22 +19,23 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.protocols.basic import LineReceiver
 
-from guessgame.game import Event, Game
-from guessgame.store import MemoryStore, Store
+from guessgame.events import Event, Notice
+from guessgame.game import Game
+from guessgame.player.modern import notice_text
+from guessgame.store.base import MemoryStore, Store
 
 
 class FakeLink:
-    """A `PlayerLink` that records notices and whether it was closed."""
-
-    takes_notices = True
+    """A `PlayerLink` that records notices, as a modern player reads them, and its close."""
 
     def __init__(self) -> None:
         self.notices: list[str] = []
         self.closed = False
 
-    def notice(self, text: str) -> None:
-        """Record a notice."""
-        self.notices.append(text)
+    def notice(self, notice: Notice) -> bool:
+        """Record a notice in the modern dialect's words; shown."""
+        self.notices.append(notice_text(notice))
+        return True
 
     def close(self) -> defer.Deferred[None]:
         """Record the close."""

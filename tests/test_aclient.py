@@ -13,7 +13,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from twisted.python.usage import UsageError
 
-from guessgame.aclient import (
+from guessgame.clients.admin import (
     GOODBYE_TIMEOUT,
     AdminClient,
     Options,
@@ -174,7 +174,7 @@ def test_format_other_replies() -> None:
 
 def test_format_help() -> None:
     """help lists the commands in words, not in the wire format; unknown ones pass as sent."""
-    from guessgame.admin import HELP
+    from guessgame.admin.protocol import HELP
 
     lines = format_reply("help", Reply(True, "", [*HELP, "frob X     a newer command"]))
     assert lines[0].split() == [
@@ -326,12 +326,12 @@ def test_token_file(tmp_path: Any) -> None:
         Options().parseOptions(["--token", "x", "--token-file", str(path)])
 
 
-@pytest.mark.parametrize(("module", "port"), [("aclient", "4001"), ("pclient", "4000")])
+@pytest.mark.parametrize(("module", "port"), [("admin", "4001"), ("play", "4000")])
 def test_connect_example_names_the_client_port(module: str, port: str) -> None:
     """The --connect example in --help uses the port this client talks to."""
     import importlib
 
-    options = importlib.import_module(f"guessgame.{module}").Options()
+    options = importlib.import_module(f"guessgame.clients.{module}").Options()
     text = str(options)
     assert f"port={port}" in text
     assert f":{port}" in text.split("--connect=", 1)[1].split("--help", 1)[0]

@@ -10,9 +10,9 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from guessgame.admin import AdminFactory
+from guessgame.admin.protocol import AdminFactory
 from guessgame.game import Game
-from guessgame.player import PlayerFactory
+from guessgame.player.factory import PlayerFactory
 from tests.common import Peer, connect, make_game, secret_of
 
 

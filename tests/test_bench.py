@@ -20,8 +20,8 @@ from twisted.internet.task import Clock
 from bench import flood, loadgen, profiles, run, wins
 from bench.ceiling import CeilingFactory
 from bench.top import Timed, seed_database
-from guessgame.player import PlayerFactory
-from guessgame.sqlstore import open_store
+from guessgame.player.factory import PlayerFactory
+from guessgame.store.sqlite import open_store
 from tests.common import connect, make_game
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -425,7 +425,7 @@ def test_ceiling_sends_the_daemons_bytes() -> None:
     assert ceiling.transport.value() == daemon.transport.value()
     ceiling.transport.clear()
     assert ceiling.send(b"5\n7\r\n") == ["Too low! Pick a number between 1-1000000000"] * 2
-    assert PlayerFactory(game).too_low.encode() + b"\r\n" == CeilingFactory(1, 1000000000).reply
+    assert PlayerFactory(game).modern.texts.too_low_line == CeilingFactory(1, 1000000000).reply
 
 
 # The driver.

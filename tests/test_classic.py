@@ -19,13 +19,17 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python import usage
 
-from guessgame.admin import AdminFactory
-from guessgame.classic import ClassicPlayerProtocol, DialectDetector
-from guessgame.game import Game, Joined, Left, Player, Won
-from guessgame.limits import Limits
-from guessgame.player import PlayerFactory, PlayerProtocol
-from guessgame.store import LeaderboardEntry, MemoryStore
-from guessgame.tap import Listener, Options, makeService
+from guessgame.admin.protocol import AdminFactory
+from guessgame.daemon import Listener
+from guessgame.events import Joined, Left, Won
+from guessgame.game import Game, Player
+from guessgame.player.classic import ClassicDialect
+from guessgame.player.connection import PlayerConnection
+from guessgame.player.factory import PlayerFactory
+from guessgame.player.modern import ModernDialect
+from guessgame.store.base import LeaderboardEntry, MemoryStore
+from guessgame.tap import Options, makeService
+from guessgame.wire.limits import Limits
 from tests.common import FakeObserver, listen, make_game, open_client
 from tests.e2e import Daemon
 
@@ -338,7 +342,7 @@ def test_hello_before_the_wait_ends_is_classic() -> None:
     conn = open_conn(PlayerFactory(game, classic_wait=WAIT))
     game.clock.advance(0.05)
     assert conn.send(b"Hello\r\n") == [b"Greetings\r\n"]
-    assert isinstance(conn.proto, DialectDetector)
+    assert isinstance(conn.proto.dialect, ClassicDialect)
     game.clock.advance(1)
     assert conn.transport.take() == []
     assert conn.send(b"Game\r\n") == [b"Ready\r\n"]
@@ -459,7 +463,7 @@ def test_classic_wait_zero_is_the_modern_protocol_at_once() -> None:
     """With --classic-wait 0 there is no detector and no wait; Hello is ordinary input."""
     game = make_game()
     conn = open_conn(PlayerFactory(game, classic_wait=0))
-    assert isinstance(conn.proto, PlayerProtocol)
+    assert isinstance(conn.proto.dialect, ModernDialect)
     assert conn.transport.take() == [GREETING]
     assert not game.clock.getDelayedCalls()
     assert conn.send(b"Hello\r\n") == [b"Pick a number between 1-30\r\n"]
@@ -467,7 +471,9 @@ def test_classic_wait_zero_is_the_modern_protocol_at_once() -> None:
 
 def test_the_factory_default_is_no_wait() -> None:
     """A PlayerFactory built without classic_wait greets at once (the daemon passes 0.1)."""
-    assert isinstance(PlayerFactory(make_game()).buildProtocol(None), PlayerProtocol)
+    connection = PlayerFactory(make_game()).buildProtocol(None)
+    assert connection._detecting is None
+    assert isinstance(connection.dialect, ModernDialect)
 
 
 def test_disconnect_during_the_wait_leaves_nothing_behind() -> None:
@@ -506,32 +512,34 @@ class DispatchingTransport(RecordingTransport):
 
 
 @pytest.mark.parametrize("attribute", ["protocol", "wrappedProtocol"])
-def test_hand_off_points_the_transport_at_the_new_protocol(attribute: str) -> None:
-    """Where the transport dispatches through protocol/wrappedProtocol, it is re-pointed."""
+def test_the_transport_keeps_its_one_protocol_which_turns_classic(attribute: str) -> None:
+    """A transport dispatching through protocol/wrappedProtocol keeps the connection."""
     game = make_game()
     addr = IPv4Address("TCP", "127.0.0.1", 50000)
-    detector = PlayerFactory(game, classic_wait=WAIT).buildProtocol(addr)
+    connection = PlayerFactory(game, classic_wait=WAIT).buildProtocol(addr)
     transport = DispatchingTransport(addr)
-    setattr(transport, attribute, detector)
-    detector.makeConnection(transport)
-    detector.dataReceived(b"Hello\r\n")
+    setattr(transport, attribute, connection)
+    connection.makeConnection(transport)
+    connection.dataReceived(b"Hello\r\n")
     successor = getattr(transport, attribute)
-    assert isinstance(successor, ClassicPlayerProtocol)
+    assert successor is connection
+    assert isinstance(successor.dialect, ClassicDialect)
     assert successor.transport is transport
     successor.dataReceived(b"Game\r\n")
     assert transport.take() == [b"Greetings\r\n", b"Ready\r\n"]
 
 
-def test_hand_off_to_modern_points_tcp_transport_at_player_protocol() -> None:
-    """On the timer, a tcp.Server-like transport is handed to the PlayerProtocol."""
+def test_wait_over_the_tcp_transport_keeps_the_connection_now_modern() -> None:
+    """On the timer, a tcp.Server-like transport's protocol speaks the modern dialect."""
     game = make_game()
     addr = IPv4Address("TCP", "127.0.0.1", 50000)
-    detector = PlayerFactory(game, classic_wait=WAIT).buildProtocol(addr)
+    connection = PlayerFactory(game, classic_wait=WAIT).buildProtocol(addr)
     transport = DispatchingTransport(addr)
-    transport.protocol = detector
-    detector.makeConnection(transport)
+    transport.protocol = connection
+    connection.makeConnection(transport)
     game.clock.advance(WAIT)
-    assert isinstance(transport.protocol, PlayerProtocol)
+    assert transport.protocol is connection
+    assert isinstance(connection.dialect, ModernDialect)
     transport.receive(b"quit\n")
     assert transport.take() == [GREETING, b"Goodbye!\r\n"]
 
@@ -769,7 +777,8 @@ def test_classic_client_wins_while_an_admin_watches(daemon: tuple[Game, int, int
         local = client.sock.getsockname()[1]
         assert (yield admin.next_line()) == f"EVENT join 1 player1 127.0.0.1:{local}"
         link = game.players[1].link
-        assert isinstance(link, ClassicPlayerProtocol)
+        assert isinstance(link, PlayerConnection)
+        assert isinstance(link.dialect, ClassicDialect)
         assert link.transport.protocol is link  # type: ignore[attr-defined]
         admin.send("who")
         assert (yield admin.next_line()).startswith(f"PLAYER 1 player1 127.0.0.1:{local} 0 ")
@@ -823,7 +832,8 @@ def test_modern_client_sending_at_once_gets_greeting_then_reply(
         silent = yield open_client(player_port)
         assert (yield silent.next_line()) == "You are now connected to the server!"
         for player in game.players.values():
-            assert isinstance(player.link, PlayerProtocol)
+            assert isinstance(player.link, PlayerConnection)
+            assert isinstance(player.link.dialect, ModernDialect)
             assert player.link.transport.protocol is player.link  # type: ignore[attr-defined]
         assert reactor.seconds() - start >= WAIT
         yield silent.close()

@@ -10,7 +10,7 @@ from twisted.internet import endpoints, error, protocol
 from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 
-from guessgame.client import (
+from guessgame.clients.common import (
     ClientError,
     ClientOptions,
     before_shutdown,

@@ -7,8 +7,7 @@ import random
 import pytest
 from twisted.internet.task import Clock
 
-from guessgame.game import (
-    Game,
+from guessgame.events import (
     GuessResult,
     Joined,
     Left,
@@ -17,10 +16,10 @@ from guessgame.game import (
     RoundStarted,
     Win,
     Won,
-    parse_range,
     plural,
 )
-from guessgame.store import LeaderboardEntry
+from guessgame.game import Game, parse_range
+from guessgame.store.base import LeaderboardEntry
 from tests.common import FakeLink, FakeObserver, make_game, secret_of
 
 
@@ -286,7 +285,7 @@ def test_store_snapshot_is_loaded_at_start() -> None:
         unsaved = 0
 
         def __init__(self) -> None:
-            from guessgame.store import Counters, Snapshot
+            from guessgame.store.base import Counters, Snapshot
 
             self.snapshot = Snapshot(
                 Counters(rounds=7, wins=3, guesses=40, last_id=99),

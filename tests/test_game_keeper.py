@@ -11,8 +11,9 @@ import random
 import pytest
 from twisted.internet.task import Clock
 
-from guessgame.game import Game, RoundStarted, SharedRound, Won
-from guessgame.store import LeaderboardEntry, MemoryStore
+from guessgame.events import RoundStarted, Won
+from guessgame.game import Game
+from guessgame.store.base import LeaderboardEntry, MemoryStore, SharedRound
 from tests.common import FakeLink, FakeObserver, secret_of
 
 WON_NOTICE = "*** {} won the round with {}. A new number between 1-30 has been picked."

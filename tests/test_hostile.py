@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guessgame.admin import AdminFactory
-from guessgame.player import PlayerFactory
+from guessgame.admin.protocol import AdminFactory
+from guessgame.player.factory import PlayerFactory
 from tests.common import connect, make_game
 
 PROMPT = "Pick a number between 1-30"

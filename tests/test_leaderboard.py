@@ -11,10 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
-from guessgame.game import Game, Win
-from guessgame.limits import Limits
-from guessgame.player import PlayerFactory
-from guessgame.store import LeaderboardEntry, MemoryStore
+from guessgame.events import Win
+from guessgame.game import Game
+from guessgame.player.factory import PlayerFactory
+from guessgame.store.base import LeaderboardEntry, MemoryStore
+from guessgame.wire.limits import Limits
 from tests.common import FakeLink, connect, make_game, secret_of
 
 

@@ -10,21 +10,20 @@ from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from guessgame.admin import AdminFactory
-from guessgame.game import Left
-from guessgame.limits import (
-    CLOSE_GRACE,
-    SERVER_FULL,
-    TOO_MANY_FROM_ADDRESS,
-    ConnectionCounter,
-    Limits,
-    raise_open_file_limit,
-)
-from guessgame.player import PlayerFactory
+from guessgame.admin.protocol import AdminFactory
+from guessgame.events import Goodbye, Left
+from guessgame.player.factory import PlayerFactory
+from guessgame.player.modern import SERVER_FULL, TOO_MANY_FROM_ADDRESS, notice_text
+from guessgame.wire.limits import CLOSE_GRACE, ConnectionCounter, Limits, raise_open_file_limit
 from tests.common import FakeObserver, Peer, connect, make_game
 
 PROMPT = "Pick a number between 1-30"
 GREETING = ["You are now connected to the server!", PROMPT]
+
+
+def refusal_text(refusal: Goodbye | None) -> str | None:
+    """The notice a modern player reads for the counter's refusal (None: admitted)."""
+    return None if refusal is None else notice_text(refusal)
 
 
 def v4(host: str, port: int = 1) -> IPv4Address:
@@ -40,7 +39,7 @@ def test_counter_refuses_past_the_total() -> None:
     counter = ConnectionCounter(Limits(max_players=2))
     assert counter.admit(v4("10.0.0.1")) is None
     assert counter.admit(v4("10.0.0.2")) is None
-    assert counter.admit(v4("10.0.0.3")) == SERVER_FULL
+    assert refusal_text(counter.admit(v4("10.0.0.3"))) == SERVER_FULL
     counter.release(v4("10.0.0.1"))
     assert counter.admit(v4("10.0.0.3")) is None
     assert counter.total == 2
@@ -51,7 +50,7 @@ def test_counter_refuses_past_the_per_address_limit() -> None:
     counter = ConnectionCounter(Limits(max_per_ip=2))
     assert counter.admit(v4("10.0.0.1", 1)) is None
     assert counter.admit(v4("10.0.0.1", 2)) is None
-    assert counter.admit(v4("10.0.0.1", 3)) == TOO_MANY_FROM_ADDRESS
+    assert refusal_text(counter.admit(v4("10.0.0.1", 3))) == TOO_MANY_FROM_ADDRESS
     assert counter.admit(v4("10.0.0.2", 1)) is None
     assert counter.admit(IPv6Address("TCP", "::1", 1)) is None
     counter.release(v4("10.0.0.1", 2))
@@ -75,7 +74,7 @@ def test_counter_does_not_count_unix_peers_per_address() -> None:
     counter = ConnectionCounter(Limits(max_per_ip=1, max_players=3))
     for _ in range(3):
         assert counter.admit(UNIXAddress(None)) is None
-    assert counter.admit(UNIXAddress(None)) == SERVER_FULL
+    assert refusal_text(counter.admit(UNIXAddress(None))) == SERVER_FULL
 
 
 def test_zero_means_no_limit() -> None:
@@ -605,7 +604,7 @@ def test_admin_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatc
         calls.append((a, b))
         return original(a, b)
 
-    monkeypatch.setattr("guessgame.admin.hmac.compare_digest", compare)
+    monkeypatch.setattr("guessgame.admin.protocol.hmac.compare_digest", compare)
     peer = connect(AdminFactory(make_game(), token="right"))
     assert peer.send(b"Admin-Greetings right\r\n") == ["OK Admin-Greetings, 0 players online"]
     assert calls == [(b"right", b"right")]

@@ -20,10 +20,12 @@ import pytest_twisted
 from twisted.internet import defer, endpoints, protocol, task
 from twisted.internet.error import ConnectionDone, ProcessDone, ProcessTerminated
 
-from guessgame.admin import AdminFactory
-from guessgame.game import Game, Left
-from guessgame.limits import CLOSE_GRACE, IDLE_GOODBYE, SERVER_FULL, TOO_MANY_FROM_ADDRESS, Limits
-from guessgame.player import PlayerFactory
+from guessgame.admin.protocol import AdminFactory
+from guessgame.events import Left
+from guessgame.game import Game
+from guessgame.player.factory import PlayerFactory
+from guessgame.player.modern import IDLE_GOODBYE, SERVER_FULL, TOO_MANY_FROM_ADDRESS
+from guessgame.wire.limits import CLOSE_GRACE, Limits
 from tests.clients import make_certificate
 from tests.common import FakeObserver, LineClient, listen, make_game, open_client, secret_of
 from tests.e2e import WAIT, Daemon

@@ -9,8 +9,8 @@ import pytest
 from twisted.internet import defer
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
-from guessgame.admin import AdminFactory
-from guessgame.store import MemoryStore
+from guessgame.admin.protocol import AdminFactory
+from guessgame.store.base import MemoryStore
 from tests.common import FakeLink, connect, make_game, secret_of
 
 

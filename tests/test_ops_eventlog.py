@@ -15,10 +15,11 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
-from guessgame.admin import AdminFactory
-from guessgame.game import Game, Kicked, NewRound, Said
+from guessgame.admin.protocol import AdminFactory
+from guessgame.events import Kicked, NewRound, Said
+from guessgame.game import Game
 from guessgame.ops.eventlog import EventLog, format_time
-from guessgame.player import PlayerFactory
+from guessgame.player.factory import PlayerFactory
 from tests.common import FakeLink, FakeObserver, connect, make_game, secret_of
 from tests.e2e import WAIT, Daemon, play_to_win
 

@@ -12,12 +12,12 @@ from twisted.application.service import MultiService
 from twisted.internet import defer, endpoints, protocol
 from twisted.internet.task import Clock
 
-from guessgame.admin import AdminFactory
-from guessgame.limits import Limits
+from guessgame.admin.protocol import AdminFactory
 from guessgame.ops.metrics import ConnectionCounts, Metrics
-from guessgame.player import PlayerFactory
-from guessgame.store import LeaderboardEntry, MemoryStore
+from guessgame.player.factory import PlayerFactory
+from guessgame.store.base import LeaderboardEntry, MemoryStore
 from guessgame.tap import Options, makeService
+from guessgame.wire.limits import Limits
 from tests.common import FakeLink, LineClient, connect, make_game, open_client, secret_of
 
 #: Every metric PROTOCOL.md names, as the samples that must be exposed.

@@ -8,10 +8,11 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.python import usage
 
+from guessgame.daemon import Listener
 from guessgame.ops.eventlog import EventLog
 from guessgame.ops.metrics import Metrics, MetricsSite
 from guessgame.ops.systemd import ReadyNotifier
-from guessgame.tap import Listener, Options, makeService
+from guessgame.tap import Options, makeService
 
 LOCAL = (
     "--player", "tcp:0:interface=127.0.0.1",

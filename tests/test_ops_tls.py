@@ -14,7 +14,7 @@ from twisted.internet import defer, endpoints, protocol
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from guessgame.admin import AdminFactory
+from guessgame.admin.protocol import AdminFactory
 from guessgame.ops.tls import load_ca, mutual_tls_endpoint
 from guessgame.tap import Options
 from tests.certs import PKI, Issued, make_pki

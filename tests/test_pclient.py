@@ -8,8 +8,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 
-from guessgame.game import Left
-from guessgame.pclient import (
+from guessgame.clients.play import (
     GOODBYE_TIMEOUT,
     BinarySearch,
     Input,
@@ -21,7 +20,8 @@ from guessgame.pclient import (
     parse_range,
     restarts_round,
 )
-from guessgame.player import PlayerProtocol
+from guessgame.events import Left
+from guessgame.player.connection import PlayerConnection
 from tests.clients import (
     TLS_FAILURES,
     Daemon,
@@ -219,13 +219,13 @@ def test_usage_errors(argv: list[str], message: str) -> None:
 def server_lines(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
     """Every line the in-process daemon's player port receives, in order."""
     received: list[str | None] = []
-    original = PlayerProtocol.text_received
+    original = PlayerConnection.lineReceived
 
-    def spy(self: PlayerProtocol, text: str | None) -> None:
-        received.append(text)
-        original(self, text)
+    def spy(self: PlayerConnection, line: bytes) -> None:
+        received.append(line.rstrip(b"\r").decode("utf-8", "replace").strip(" \t"))
+        original(self, line)
 
-    monkeypatch.setattr(PlayerProtocol, "text_received", spy)
+    monkeypatch.setattr(PlayerConnection, "lineReceived", spy)
     return received
 
 

@@ -16,10 +16,11 @@ import pytest_twisted
 from twisted.internet import defer, reactor
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
-from guessgame import pgstore
-from guessgame.game import Game, RoundStarted, Won
-from guessgame.pgstore import PostgresStore, StoreError, describe_dsn, open_store
-from guessgame.store import LeaderboardEntry
+from guessgame.events import RoundStarted, Won
+from guessgame.game import Game
+from guessgame.store import postgres as pgstore
+from guessgame.store.base import LeaderboardEntry
+from guessgame.store.postgres import PostgresStore, StoreError, describe_dsn, open_store
 from tests.common import FakeLink, FakeObserver, secret_of
 
 #: Bound on waiting for news from the other store, in seconds.

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from guessgame.game import Game
-from guessgame.player import PlayerFactory, parse_guess
+from guessgame.player.factory import PlayerFactory
+from guessgame.player.modern import ModernDialect, parse_guess
+from guessgame.wire.limits import Limits
 from tests.common import Peer, connect, make_game, secret_of
 
 PROMPT = "Pick a number between 1-30"
@@ -303,7 +305,7 @@ def test_a_win_being_saved_is_answered_correct_even_after_ctrl_c() -> None:
     """Ctrl-C while the win is saved: the last line is still Correct!, never Goodbye!."""
     from twisted.internet import defer
 
-    from guessgame.store import MemoryStore
+    from guessgame.store.base import MemoryStore
 
     class SlowStore(MemoryStore):
         def __init__(self) -> None:
@@ -329,3 +331,21 @@ def test_a_connection_accepted_as_the_server_stops_is_told_and_closed() -> None:
     assert peer.read() == ["*** The server is shutting down. Goodbye!"]
     assert peer.closed
     assert game.players == {}
+
+
+@pytest.mark.parametrize("max_rate", [0, 100])
+def test_a_plain_guess_takes_the_fast_path_with_or_without_a_rate_limit(
+    monkeypatch: pytest.MonkeyPatch, max_rate: int
+) -> None:
+    """A line of digits in range is answered without decoding, with --max-rate on or off."""
+    decoded: list[str | None] = []
+    monkeypatch.setattr(ModernDialect, "line", lambda self, conn, text: decoded.append(text))
+    game = make_game()
+    peer = connect(PlayerFactory(game, limits=Limits(max_rate=max_rate)))
+    peer.read()
+    secret = secret_of(game)
+    wrong = 1 if secret != 1 else 2
+    assert peer.send(f"{wrong}\r\n".encode())[0].startswith(("Too low!", "Too high!"))
+    assert decoded == []
+    assert peer.send(b"help\n") == []
+    assert decoded == ["help"]

@@ -16,10 +16,11 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python import usage
 
-from guessgame import sqlstore
-from guessgame.admin import AdminFactory
-from guessgame.player import PlayerFactory
-from guessgame.sqlstore import (
+from guessgame.admin.protocol import AdminFactory
+from guessgame.player.factory import PlayerFactory
+from guessgame.store import sqlite as sqlstore
+from guessgame.store.base import Counters, LeaderboardEntry, MemoryStore
+from guessgame.store.sqlite import (
     APPLICATION_ID,
     FLUSH_INTERVAL,
     ID_BLOCK,
@@ -28,7 +29,6 @@ from guessgame.sqlstore import (
     StoreError,
     open_store,
 )
-from guessgame.store import Counters, LeaderboardEntry, MemoryStore
 from guessgame.tap import Options, open_database
 from tests.common import FakeLink, connect, make_game, secret_of
 from tests.e2e import WAIT, Daemon, daemon_command

@@ -18,10 +18,11 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 from twisted.internet.task import Clock
 
-from guessgame import pgstore, sqlstore
 from guessgame.game import Game
-from guessgame.player import PlayerFactory
-from guessgame.store import LeaderboardEntry
+from guessgame.player.factory import PlayerFactory
+from guessgame.store import postgres as pgstore
+from guessgame.store import sqlite as sqlstore
+from guessgame.store.base import LeaderboardEntry
 from tests.common import FakeLink, connect, secret_of
 
 

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IAddress
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python import usage
 
-from guessgame.admin import AdminFactory
+from guessgame.admin.protocol import AdminFactory
+from guessgame.daemon import Listener, describe_database, how_to_connect
 from guessgame.game import Game
-from guessgame.player import PlayerFactory
-from guessgame.tap import (
-    Listener,
-    Options,
-    describe_database,
-    how_to_connect,
-    makeService,
-    player_endpoint,
-)
+from guessgame.player.factory import PlayerFactory
+from guessgame.tap import Options, makeService, player_endpoint
+from tests.common import make_game
 
 
 def parse(*argv: str) -> Options:
@@ -190,3 +189,32 @@ def test_database_shown(db: str, shown: str) -> None:
 def test_database_shown_with_its_absolute_path(tmp_path: Path) -> None:
     """A relative --db is shown as the absolute path of the file."""
     assert describe_database("game.sqlite3") == str(tmp_path / "game.sqlite3")
+
+
+class LateEndpoint:
+    """An endpoint whose listen fails only later, as an asynchronous one may."""
+
+    def __init__(self) -> None:
+        self.pending: defer.Deferred[Any] = defer.Deferred()
+
+    def listen(self, factory: Any) -> defer.Deferred[Any]:
+        """Listen: the answer comes when the test says."""
+        return self.pending
+
+
+def test_a_late_listen_error_is_one_line_not_lost() -> None:
+    """A port that fails after the start is reported: one critical line naming it, no traceback."""
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        endpoint = LateEndpoint()
+        listener = Listener("web", "tcp:4002", endpoint, PlayerFactory(make_game()), Clock())
+        listener.privilegedStartService()
+        listener.startService()
+        endpoint.pending.errback(CannotListenError("", 4002, OSError(98, "Address in use")))
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    said = [formatEvent(e) for e in events if e.get("log_level") == LogLevel.critical]
+    assert said == ["cannot open the web port tcp:4002: Address in use"]
+    assert not [e for e in events if e.get("log_failure") is not None]
+    assert listener.port is None

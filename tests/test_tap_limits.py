@@ -9,10 +9,11 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.python import usage
 
-from guessgame.admin import AdminFactory
-from guessgame.limits import Limits
-from guessgame.player import PlayerFactory
-from guessgame.tap import FileLimit, Options, is_local_endpoint, makeService
+from guessgame.admin.protocol import AdminFactory
+from guessgame.daemon import FileLimit
+from guessgame.player.factory import PlayerFactory
+from guessgame.tap import Options, is_local_endpoint, makeService
+from guessgame.wire.limits import Limits
 
 
 def parse(*args: str) -> Options:

@@ -19,12 +19,12 @@ from twisted.internet import address, defer, task
 from twisted.internet.task import Clock
 
 from guessgame.game import Game
-from guessgame.limits import Limits
-from guessgame.player import PlayerFactory
-from guessgame.store import MemoryStore
+from guessgame.player.factory import PlayerFactory
+from guessgame.store.base import MemoryStore
 from guessgame.web.events import EventHub, render_event
 from guessgame.web.play import same_origin
 from guessgame.web.site import make_site, page_url, parse_limit
+from guessgame.wire.limits import Limits
 from tests.common import FakeLink, listen, make_game, open_client, secret_of
 from tests.webclient import get, open_events, reactor
 

@@ -14,10 +14,11 @@ from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
-from guessgame.admin import AdminFactory
-from guessgame.game import Joined, Left
-from guessgame.limits import IDLE_GOODBYE, SERVER_FULL, TOO_MANY_FROM_ADDRESS, Limits
+from guessgame.admin.protocol import AdminFactory
+from guessgame.events import Joined, Left
+from guessgame.player.modern import IDLE_GOODBYE, SERVER_FULL, TOO_MANY_FROM_ADDRESS
 from guessgame.web.wsplayer import MessageTransport
+from guessgame.wire.limits import Limits
 from tests.common import FakeObserver, connect, open_client, secret_of
 from tests.test_web import serve
 from tests.webclient import WAIT, WsClient, get, open_ws, reactor

@@ -12,7 +12,8 @@ from twisted.internet.task import Clock
 from twisted.python import usage
 from twisted.web.server import Site
 
-from guessgame.tap import Listener, Options, makeService
+from guessgame.daemon import Listener
+from guessgame.tap import Options, makeService
 from tests.certs import make_pki
 from tests.e2e import Daemon
 

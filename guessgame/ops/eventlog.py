@@ -22,9 +22,8 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from guessgame.game import (
+from guessgame.events import (
     Event,
-    Game,
     Joined,
     Kicked,
     Left,
@@ -34,6 +33,7 @@ from guessgame.game import (
     Said,
     Won,
 )
+from guessgame.game import Game
 
 __all__ = ["EventLog", "event_record", "format_time", "open_event_log", "reopen_on_sighup"]
 

@@ -27,7 +27,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.web import http, resource, server
 from twisted.web.server import Request
 
-from guessgame.game import Event, Game, Won
+from guessgame.events import Event, Won
+from guessgame.game import Game
 
 __all__ = [
     "LAG_INTERVAL",

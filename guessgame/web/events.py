@@ -20,8 +20,9 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.web.server import Request
 
-from guessgame.game import Event, Game, Joined, Left, RoundStarted, Won
-from guessgame.limits import OutputCap, carrier_of
+from guessgame.events import Event, Joined, Left, RoundStarted, Won
+from guessgame.game import Game
+from guessgame.wire.limits import OutputCap, carrier_of
 
 __all__ = ["EventHub", "render_event"]
 

@@ -22,7 +22,7 @@ from twisted.web import pages, server
 from twisted.web.resource import IResource, Resource
 
 from guessgame.game import Game
-from guessgame.player import PlayerFactory
+from guessgame.player.factory import PlayerFactory
 from guessgame.web.events import EventHub
 from guessgame.web.play import PlayResource
 from guessgame.web.wsplayer import WebPlayers

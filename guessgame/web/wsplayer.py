@@ -1,15 +1,15 @@
 """The WebSocket player: the player port's own connection, over messages.
 
 This is the only place the web port touches the player connection, and
-all it uses of it: `PlayerProtocol` built from the shared `PlayerFactory`
-(``max_line`` read from it), then ``makeConnection``, ``dataReceived``,
+all it uses of it: a modern `PlayerConnection` built by the shared
+`PlayerFactory` (``max_line`` read from it), then ``makeConnection``, ``dataReceived``,
 ``connectionLost`` and ``refuse_long_line``, over a transport with
 ``write``, ``loseConnection``, ``abortConnection``, ``getPeer``,
 ``pauseProducing``/``resumeProducing``, ``registerProducer`` and
 ``bufferSize``.
 
 A `WebPlayer` (Twisted's `WebSocketProtocol`) builds the modern
-`PlayerProtocol` and connects it to a `MessageTransport`, which turns
+`PlayerConnection` and connects it to a `MessageTransport`, which turns
 every line the connection writes into one text message; each message
 from the browser is fed to it as one line.  So the greeting, replies,
 notices, closing rules and every limit (players and per-address counts
@@ -29,8 +29,9 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.websocket import WebSocketTransport
 
-from guessgame.limits import carrier_of
-from guessgame.player import PlayerFactory, PlayerProtocol
+from guessgame.player.connection import PlayerConnection
+from guessgame.player.factory import PlayerFactory
+from guessgame.wire.limits import carrier_of
 
 __all__ = ["MessageTransport", "WebPlayer", "WebPlayers"]
 
@@ -40,7 +41,7 @@ CLOSE_UNSUPPORTED_DATA = 1003
 
 
 class MessageTransport:
-    """What a `PlayerProtocol` sees as its transport: lines out become messages.
+    """What a `PlayerConnection` sees as its transport: lines out become messages.
 
     Reading is paused and resumed on the TCP connection under the
     WebSocket, and the output cap watches that connection's send buffer.
@@ -123,7 +124,7 @@ class WebPlayer:
     def __init__(self, factory: PlayerFactory, request: server.Request) -> None:
         self.factory = factory
         self.request = request
-        self.connection: PlayerProtocol | None = None
+        self.connection: PlayerConnection | None = None
         self._ws: WebSocketTransport | None = None
         self._transport: MessageTransport | None = None
         #: Messages received, and bytes received since the last whole one.
@@ -142,7 +143,7 @@ class WebPlayer:
         """Join the game as a modern player (no classic detection)."""
         assert self._ws is not None
         self._transport = MessageTransport(self._ws, self.request)
-        self.connection = PlayerProtocol(self.factory)
+        self.connection = self.factory.modern_connection()
         self.connection.makeConnection(self._transport)
 
     def textMessageReceived(self, message: str) -> None:

@@ -1,15 +1,13 @@
 """The player port's limits: how many connections, how idle, how fast, how much unsent.
 
-These are pieces any line protocol on the player port can use, whatever it
-says when a limit hits it:
+These are parts a connection owns, whatever it says when a limit hits it:
 
 - `Limits`: the configured values (0 turns a limit off).
 - `ConnectionCounter`: the total and per-address counts behind
-  ``--max-players`` and ``--max-per-ip``; ``admit`` answers with the notice
-  that refuses a connection, or None.
-- `LimitedLineReceiver`: a `GuardedLineReceiver` with the idle timeout, the
-  line rate limit and the output cap.  Subclasses decide what a warning,
-  an idle close and an output overflow look like on the wire.
+  ``--max-players`` and ``--max-per-ip``; ``admit`` answers with the
+  `Goodbye` that refuses a connection, or None.
+- `RateBucket`: the line rate limit, `IdleTimer`: the idle timeout, and
+  `close_after_flush`: a close that no peer can hold.
 - `OutputCap`: the push producer behind the output cap (which the admin
   port uses too).
 
@@ -33,28 +31,22 @@ from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
 from zope.interface import implementer
 
-from guessgame.hangup import reset_after_close
-from guessgame.lines import GuardedLineReceiver
+from guessgame.events import Goodbye
+from guessgame.wire.hangup import reset_after_close
 
 __all__ = [
-    "IDLE_GOODBYE",
-    "IDLE_WARNING",
-    "SERVER_FULL",
-    "TOO_MANY_FROM_ADDRESS",
+    "CLOSE_GRACE",
     "ConnectionCounter",
-    "LimitedLineReceiver",
+    "IdleTimer",
     "Limits",
     "OutputCap",
+    "RateBucket",
     "carrier_of",
+    "close_after_flush",
     "raise_open_file_limit",
 ]
 
 log = Logger()
-
-SERVER_FULL = "*** The server is full. Try again later."
-TOO_MANY_FROM_ADDRESS = "*** Too many connections from your address. Try again later."
-IDLE_WARNING = "*** No input for a while: say something within {seconds} seconds to stay."
-IDLE_GOODBYE = "*** Idle for too long. Goodbye!"
 
 #: How long a connection we close may take to accept its last bytes before
 #: it is aborted: a peer that stopped reading must not hold its slot.
@@ -114,20 +106,20 @@ class ConnectionCounter:
         self.total = 0
         self.per_host: dict[str, int] = {}
 
-    def admit(self, addr: IAddress | None) -> str | None:
-        """Count a new connection from ``addr``, or return the notice refusing it.
+    def admit(self, addr: IAddress | None) -> Goodbye | None:
+        """Count a new connection from ``addr``, or return why it is refused.
 
         A refused connection is not counted; an admitted one must be
         given back with `release` when it closes.
         """
         limits = self.limits
         if limits.max_players and self.total >= limits.max_players:
-            return SERVER_FULL
+            return Goodbye.SERVER_FULL
         host = host_of(addr)
         if host is not None:
             count = self.per_host.get(host, 0)
             if limits.max_per_ip and count >= limits.max_per_ip:
-                return TOO_MANY_FROM_ADDRESS
+                return Goodbye.ADDRESS_FULL
             self.per_host[host] = count + 1
         self.total += 1
         return None
@@ -210,121 +202,109 @@ class OutputCap:
         """The connection is gone; nothing to do."""
 
 
-class LimitedLineReceiver(GuardedLineReceiver):
-    """A `GuardedLineReceiver` with the idle timeout, rate limit and output cap.
+class RateBucket:
+    """The line rate limit of one connection: a token bucket.
 
-    Call `start_limits` once the connection is admitted, `stop_limits` in
-    ``connectionLost``, and close with `finish`.  Subclasses implement
-    `idle_warning`, `idle_expired` and `output_exceeded`.
+    Kept as the time the bucket would be full again, so spending a token
+    is a comparison and an addition; `spend` says how far ahead of the
+    clock the bucket runs once past its budget, and the connection holds
+    its reading for `delay` of that.
     """
 
-    def __init__(self, max_line: int, clock: IReactorTime, limits: Limits) -> None:
-        # With a clock, the line layer notes when each line arrives
-        # (``last_line``), at no extra call per packet.
-        super().__init__(max_line, clock)
+    __slots__ = ("call", "empty_ahead", "full_at", "interval", "refill")
+
+    def __init__(self, limits: Limits) -> None:
+        self.interval = limits.rate_interval
+        self.empty_ahead = limits.rate_empty_ahead
+        self.refill = limits.rate_refill
+        #: When the bucket would be full again.
+        self.full_at = 0.0
+        #: The timer that resumes reading, while the connection is held.
+        self.call: IDelayedCall | None = None
+
+    def spend(self, now: float) -> float:
+        """Take one token at ``now``: 0.0 within budget, else how far ahead the bucket is."""
+        full_at = self.full_at
+        full_at = (full_at if full_at > now else now) + self.interval
+        self.full_at = full_at
+        ahead = full_at - now
+        return ahead if ahead > self.empty_ahead else 0.0
+
+    def delay(self, ahead: float) -> float:
+        """How long to stop reading when ``ahead``: until a quarter is back."""
+        return ahead - 1.0 + self.refill
+
+    def stop(self) -> None:
+        """Cancel the resume timer; the connection is gone."""
+        call, self.call = self.call, None
+        if call is not None and call.active():
+            call.cancel()
+
+
+class IdleTimer:
+    """The idle timeout of one connection: a warning, then the close.
+
+    One timer looks at the time of the last line (``last_line()``) when it
+    fires, so a line costs nothing here.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        limits: Limits,
+        last_line: Callable[[], float],
+        warn: Callable[[int], None],
+        expire: Callable[[], None],
+    ) -> None:
         self.clock = clock
-        self.limits = limits
-        self._idle_call: IDelayedCall | None = None
+        self.timeout = limits.idle_timeout
+        self.warn_after = limits.idle_warning_after
+        self._last_line = last_line
+        self._warn = warn
+        self._expire = expire
         self._warned_for: float | None = None
-        #: When the rate limit's token bucket would be full again.
-        self._full_at = 0.0
-        self._rate_call: IDelayedCall | None = None
-        if limits.max_rate:
-            # Only a connection with a rate limit pays for it, line by line.
-            self.lineReceived = self._rate_limited_line  # type: ignore[method-assign]
-        self._linger: IDelayedCall | None = None
+        self._call: IDelayedCall | None = clock.callLater(self.warn_after, self._check)
 
-    # What subclasses define.
+    def stop(self) -> None:
+        """Cancel the timer."""
+        call, self._call = self._call, None
+        if call is not None and call.active():
+            call.cancel()
 
-    def idle_warning(self, seconds: int) -> None:
-        """No line for a while: the connection closes in ``seconds``."""
-        raise NotImplementedError
-
-    def idle_expired(self) -> None:
-        """No line for the whole idle timeout: close."""
-        raise NotImplementedError
-
-    def output_exceeded(self) -> None:
-        """More than ``max_output`` bytes wait unsent: the peer stopped reading."""
-        raise NotImplementedError
-
-    # Life cycle.
-
-    def start_limits(self) -> None:
-        """Start the idle timer and the output cap."""
+    def _check(self) -> None:
+        self._call = None
         now = self.clock.seconds()
-        self.last_line = now
-        self._full_at = now
-        limits = self.limits
-        if limits.idle_timeout > 0:
-            self._idle_call = self.clock.callLater(limits.idle_warning_after, self._check_idle)
-        if limits.max_output:
-            OutputCap.attach(self.transport, limits.max_output, self.output_exceeded)
-
-    def stop_limits(self) -> None:
-        """Cancel every timer; the connection is gone."""
-        for name in ("_idle_call", "_rate_call", "_linger"):
-            call = getattr(self, name)
-            setattr(self, name, None)
-            if call is not None and call.active():
-                call.cancel()
-
-    def finish(self) -> None:
-        """Close once what was sent is flushed; abort a peer that will not take it.
-
-        A TCP close ends in a reset once the peer has it all, so that nc exits.
-        """
-        self.transport.loseConnection()
-        if self._linger is None:
-            self._linger = self.clock.callLater(CLOSE_GRACE, self.transport.abortConnection)
-            reset_after_close(self.transport, CLOSE_GRACE)
-
-    # Per line: keep this cheap.
-
-    def _rate_limited_line(self, line: bytes) -> None:
-        """``lineReceived`` when there is a rate limit: spend a token first."""
-        now = self.clock.seconds()
-        limits = self.limits
-        full_at = self._full_at
-        full_at = (full_at if full_at > now else now) + limits.rate_interval
-        self._full_at = full_at
-        if full_at - now > limits.rate_empty_ahead:
-            self._throttle(full_at - now)
-        GuardedLineReceiver.lineReceived(self, line)
-
-    # Rate limit.
-
-    def _throttle(self, ahead: float) -> None:
-        if self._rate_call is not None:
-            return
-        self.hold("rate")
-        delay = ahead - 1.0 + self.limits.rate_refill
-        self._rate_call = self.clock.callLater(delay, self._unthrottle)
-
-    def _unthrottle(self) -> None:
-        self._rate_call = None
-        self.release("rate")
-
-    # Idle timeout.
-
-    def _check_idle(self) -> None:
-        self._idle_call = None
-        now = self.clock.seconds()
-        timeout = self.limits.idle_timeout
-        last = self.last_line
+        timeout = self.timeout
+        last = self._last_line()
         idle = now - last
         if idle >= timeout - _EPSILON:
-            self.idle_expired()
+            self._expire()
             return
-        warn_after = self.limits.idle_warning_after
+        warn_after = self.warn_after
         if idle >= warn_after - _EPSILON:
             if self._warned_for != last:
                 self._warned_for = last
-                self.idle_warning(max(1, round(timeout - idle)))
+                self._warn(max(1, round(timeout - idle)))
             due = last + timeout
         else:
             due = last + warn_after
-        self._idle_call = self.clock.callLater(max(0.0, due - now), self._check_idle)
+        self._call = self.clock.callLater(max(0.0, due - now), self._check)
+
+
+def close_after_flush(
+    transport: Any, clock: IReactorTime, linger: IDelayedCall | None
+) -> IDelayedCall:
+    """Close ``transport`` once what was sent is flushed; return the abort timer.
+
+    A peer that will not take the last bytes is aborted after
+    `CLOSE_GRACE` seconds (``linger``, once set, is kept); a TCP close ends
+    in a reset once the peer has it all, so that nc exits.
+    """
+    transport.loseConnection()
+    if linger is None:
+        linger = clock.callLater(CLOSE_GRACE, transport.abortConnection)
+        reset_after_close(transport, CLOSE_GRACE)
+    return linger
 
 
 def raise_open_file_limit() -> int:

@@ -32,7 +32,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from guessgame.lines import Transport
+from guessgame.wire.lines import Transport
 
 __all__ = [
     "CheckedConnection",

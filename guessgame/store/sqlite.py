@@ -41,7 +41,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from guessgame.store import NAME_PATTERN, Counters, LeaderboardEntry, Snapshot
+from guessgame.store.base import NAME_PATTERN, Counters, LeaderboardEntry, Snapshot
 
 __all__ = [
     "APPLICATION_ID",

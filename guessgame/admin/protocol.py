@@ -16,10 +16,11 @@ from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from guessgame.classic import HELLO_TEXT, ClassicAdmin
-from guessgame.game import Event, Game, Joined, Left, Renamed, RoundStarted, Won, plural
-from guessgame.limits import OutputCap
-from guessgame.lines import GuardedLineReceiver, format_address
+from guessgame.admin.classic import HELLO_TEXT, ClassicAdmin
+from guessgame.events import Event, Joined, Left, Renamed, RoundStarted, Won, plural
+from guessgame.game import Game
+from guessgame.wire.limits import OutputCap
+from guessgame.wire.lines import GuardedLineReceiver, format_address
 
 __all__ = ["AdminFactory", "AdminProtocol", "format_event", "format_time"]
 
@@ -196,7 +197,7 @@ class AdminProtocol(GuardedLineReceiver):
             return
         first_line, self._first_line = self._first_line, False
         if first_line and text == HELLO_TEXT:
-            self.classic = ClassicAdmin(self)
+            self.classic = ClassicAdmin(self, self.factory.token)
             self.classic.hello()
             return
         if text is None:

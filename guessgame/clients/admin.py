@@ -26,7 +26,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from guessgame.client import (
+from guessgame.clients.common import (
     EXIT_ERROR,
     EXIT_OK,
     ClientError,
@@ -39,8 +39,8 @@ from guessgame.client import (
     print_line,
     run_main,
 )
-from guessgame.game import plural
-from guessgame.lines import Transport
+from guessgame.events import plural
+from guessgame.wire.lines import Transport
 
 __all__ = [
     "AdminClient",

@@ -23,7 +23,7 @@ From then on `PostgresStore` is both the game's `Store` and its
   seconds, and that write also brings back what the others did;
 - the other daemons' wins and rounds arrive by ``LISTEN`` on a connection
   of its own, watched by the reactor (`Notifications`), and reach the game
-  through `Game.news`;
+  through `guessgame.game.Game.news`;
 - player ids come from the sequence in blocks, fetched before they run out.
 
 A write that fails never stops the game: it is logged, `failing` is true
@@ -52,8 +52,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from guessgame.game import Game, SharedRound, Won
-from guessgame.store import Counters, LeaderboardEntry, Snapshot
+from guessgame.events import Won
+from guessgame.store.base import Counters, LeaderboardEntry, RoundNews, SharedRound, Snapshot
 
 __all__ = [
     "CHANNEL",
@@ -456,7 +456,7 @@ class PostgresStore:
         self.clock = clock
         self.flush_interval = flush_interval
         self.origin = uuid.uuid4().hex
-        self.game: Game | None = None
+        self.game: RoundNews | None = None
         self._reactor = reactor
         self._snapshot = snapshot
         self._counters = snapshot.counters
@@ -580,7 +580,7 @@ class PostgresStore:
 
     # The RoundKeeper interface.
 
-    def attach(self, game: Game) -> SharedRound | None:
+    def attach(self, game: RoundNews) -> SharedRound | None:
         """Tell ``game`` the others' news from now on; the round it should join."""
         self.game = game
         return self._current

@@ -21,7 +21,7 @@ from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReact
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
-from guessgame.telnet import Filtered, TelnetFilter
+from guessgame.wire.telnet import Filtered, TelnetFilter
 
 __all__ = ["GuardedLineReceiver", "Transport", "edit_line", "encode_line", "format_address"]
 

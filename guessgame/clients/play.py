@@ -22,7 +22,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from guessgame.client import (
+from guessgame.clients.common import (
     EXIT_ERROR,
     EXIT_OK,
     ClientOptions,
@@ -34,9 +34,9 @@ from guessgame.client import (
     print_line,
     run_main,
 )
-from guessgame.game import plural
-from guessgame.lines import Transport
-from guessgame.player import parse_guess
+from guessgame.events import plural
+from guessgame.player.modern import parse_guess
+from guessgame.wire.lines import Transport
 
 __all__ = [
     "BinarySearch",

@@ -13,7 +13,19 @@ from typing import Protocol
 
 from twisted.internet import defer
 
-__all__ = ["NAME_PATTERN", "Counters", "LeaderboardEntry", "MemoryStore", "Snapshot", "Store"]
+from guessgame.events import Won
+
+__all__ = [
+    "NAME_PATTERN",
+    "Counters",
+    "LeaderboardEntry",
+    "MemoryStore",
+    "RoundKeeper",
+    "RoundNews",
+    "SharedRound",
+    "Snapshot",
+    "Store",
+]
 
 #: A player name, what ``name NICK`` accepts and what a leaderboard entry holds.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,16}")
@@ -113,3 +125,50 @@ class MemoryStore:
     def close(self) -> defer.Deferred[None]:
         """Nothing to write."""
         return defer.succeed(None)
+
+
+# The seam of a store that several daemons share (PostgreSQL): their rounds.
+
+
+@dataclass(frozen=True, slots=True)
+class SharedRound:
+    """A round as the daemons of one game share it (see `RoundKeeper`).
+
+    ``winner`` won the round before with ``winning``; with no winner the
+    round was started by an administrator (``by_admin``) or by a start.
+    """
+
+    number: int
+    secret: int
+    winner: str | None = None
+    winning: int = 0
+    by_admin: bool = False
+
+
+class RoundNews(Protocol):
+    """What a `RoundKeeper` tells the game (`guessgame.game.Game.news`)."""
+
+    def news(
+        self,
+        *,
+        won: Won | None = None,
+        entry: LeaderboardEntry | None = None,
+        shared: SharedRound | None = None,
+    ) -> None:
+        """Take in a win elsewhere, a leaderboard entry as saved, or the shared round."""
+
+
+class RoundKeeper(Protocol):
+    """Shares this game's rounds and wins with the other daemons of one game.
+
+    The keeper tells the game what the others did through `Game.news`.
+    """
+
+    def attach(self, game: RoundNews) -> SharedRound | None:
+        """Tell ``game`` the others' news from now on; the round to join, or None."""
+
+    def won(self, event: Won) -> None:
+        """A player of this daemon won (the win goes with its `Store.record_win`)."""
+
+    def round_started(self, shared: SharedRound) -> None:
+        """Round ``shared.number`` started here: it ends the one before if still current."""
