@@ -188,7 +188,11 @@ def test_ctrl_c_on_make_run_looks_clean() -> None:
     if shutil.which("make") is None or not (ROOT / ".venv" / ".installed").exists():
         pytest.skip("needs make and the repository's .venv")
     # The quotes make make run the recipe through a shell, as ARGS often do.
-    args = "--player tcp:0:interface=127.0.0.1 --admin tcp:0:interface=127.0.0.1 --db ':memory:'"
+    # Every port is one of its own: a `make run` of the reader's may hold the defaults.
+    args = (
+        "--player tcp:0:interface=127.0.0.1 --admin tcp:0:interface=127.0.0.1"
+        " --web tcp:0:interface=127.0.0.1 --db ':memory:'"
+    )
     # -o: never reinstall here, whatever changed since the last install.
     command = ["make", "--no-print-directory", "-o", ".venv/.installed", "run", f"ARGS={args}"]
     pid, terminal = pty.fork()
@@ -204,7 +208,10 @@ def test_ctrl_c_on_make_run_looks_clean() -> None:
     output = b""
     try:
         while b"players connect with" not in output:
-            output += read_terminal(terminal)
+            chunk = read_terminal(terminal)
+            if chunk == b"":
+                raise AssertionError("make run ended before it listened:\n" + output.decode())
+            output += chunk
         os.write(terminal, b"\x03")  # what Ctrl-C sends
         while (chunk := read_terminal(terminal)) != b"":
             output += chunk
