@@ -40,6 +40,7 @@ from twisted.python.failure import Failure
 from guessgame import __version__, pgstore
 from guessgame.admin import AdminFactory
 from guessgame.game import MODES, Game, parse_range, plural
+from guessgame.hangup import pending_resets
 from guessgame.limits import Limits, raise_open_file_limit
 from guessgame.lines import format_address
 from guessgame.ops.eventlog import EventLog, open_event_log, reopen_on_sighup
@@ -73,6 +74,10 @@ RESERVED_FILES = 32
 
 #: Seconds into a stop after which a connection still open is aborted.
 STOP_GRACE = 5.0
+
+#: Seconds a stop waits at most, once every connection is closed, for the
+#: resets that make nc exit (`guessgame.hangup`); then the process exits.
+RESET_WAIT = 1.0
 
 #: The listen backlog given to TCP player endpoints that name none: room
 #: for thousands of players connecting at once (Twisted's default is 50).
@@ -533,7 +538,11 @@ class Daemon(service.MultiService):
         self.reactor = reactor
 
     def stopService(self) -> defer.Deferred[None]:
-        """Stop every service; abort the connections left after `STOP_GRACE`."""
+        """Stop every service; abort the connections left after `STOP_GRACE`.
+
+        Then wait, `RESET_WAIT` at most, for the closed connections' resets
+        (`guessgame.hangup`), so that a player's nc exits with the daemon.
+        """
         deadline = self.reactor.callLater(STOP_GRACE, self._abort_the_rest)
         d: defer.Deferred[None] = defer.maybeDeferred(super().stopService)
 
@@ -542,7 +551,24 @@ class Daemon(service.MultiService):
                 deadline.cancel()
             return result
 
-        return d.addBoth(stopped)
+        d.addBoth(stopped)
+        return d.addBoth(self._after_resets)
+
+    def _after_resets(self, result: object) -> defer.Deferred[None]:
+        """``result``, once the pending resets went out or `RESET_WAIT` passed."""
+        done: defer.Deferred[None] = defer.Deferred()
+
+        def fire(_: object) -> None:
+            if done.called:
+                return
+            if isinstance(result, Failure):
+                done.errback(result)
+            else:
+                done.callback(None)
+
+        bound = self.reactor.callLater(RESET_WAIT, fire, None)
+        pending_resets().addBoth(fire).addBoth(lambda _: bound.cancel() if bound.active() else None)
+        return done
 
     def _abort_the_rest(self) -> None:
         aborted = sum(child.abort_connections() for child in self if isinstance(child, Listener))
