@@ -62,6 +62,7 @@ __all__ = [
     "describe_database",
     "how_to_connect",
     "is_local_endpoint",
+    "listening_address",
     "makeService",
     "open_database",
 ]
@@ -491,14 +492,14 @@ class Listener(service.Service):
             log.info(
                 "{role} port listening on {address}: the game page is at {url}",
                 role=self.role,
-                address=format_address(port.getHost()),
+                address=listening_address(port.getHost()),
                 url=page_url(port.getHost(), secure),
             )
             return
         log.info(
             "{role} port listening on {address}",
             role=self.role,
-            address=format_address(port.getHost()),
+            address=listening_address(port.getHost()),
         )
 
     def stopService(self) -> Any:
@@ -643,6 +644,14 @@ def describe_database(path: str) -> str:
 
 #: Hosts a port listens on when it listens on every interface.
 EVERY_INTERFACE = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def listening_address(address: IAddress) -> str:
+    """Where a port listens, for the log: ``HOST:PORT``, or ``unix:PATH``."""
+    if isinstance(address, UNIXAddress):
+        name = address.name
+        return "unix:" + (os.fsdecode(name) if name is not None else "?")
+    return format_address(address)
 
 
 def how_to_connect(description: str, address: IAddress, hostname: str) -> str:

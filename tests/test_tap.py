@@ -18,6 +18,7 @@ from guessgame.tap import (
     Options,
     describe_database,
     how_to_connect,
+    listening_address,
     makeService,
     player_endpoint,
 )
@@ -190,3 +191,16 @@ def test_database_shown(db: str, shown: str) -> None:
 def test_database_shown_with_its_absolute_path(tmp_path: Path) -> None:
     """A relative --db is shown as the absolute path of the file."""
     assert describe_database("game.sqlite3") == str(tmp_path / "game.sqlite3")
+
+
+@pytest.mark.parametrize(
+    ("address", "text"),
+    [
+        (IPv4Address("TCP", "0.0.0.0", 4000), "0.0.0.0:4000"),
+        (IPv6Address("TCP", "::1", 4001), "[::1]:4001"),
+        (UNIXAddress(b"/run/guessgame/admin.sock"), "unix:/run/guessgame/admin.sock"),
+    ],
+)
+def test_listening_address(address: IAddress, text: str) -> None:
+    """The start-up log names where a port listens, a Unix socket by its path."""
+    assert listening_address(address) == text
