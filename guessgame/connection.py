@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from guessgame.game import SHUTTING_DOWN, Player, Win
+from guessgame.game import SHUTTING_DOWN, Player, Win, plural
 from guessgame.limits import IDLE_GOODBYE, IDLE_WARNING, LimitedLineReceiver
 from guessgame.lines import format_address
 
@@ -153,7 +153,7 @@ class PlayerConnection(LimitedLineReceiver):
 
     def idle_warning(self, seconds: int) -> None:
         """The idle warning notice."""
-        self.notice(IDLE_WARNING.format(seconds=seconds))
+        self.notice(IDLE_WARNING.format(seconds=plural(seconds, "second")))
 
     def idle_expired(self) -> None:
         """``*** Idle for too long. Goodbye!`` and close."""

@@ -53,7 +53,8 @@ log = Logger()
 
 SERVER_FULL = "*** The server is full. Try again later."
 TOO_MANY_FROM_ADDRESS = "*** Too many connections from your address. Try again later."
-IDLE_WARNING = "*** No input for a while: say something within {seconds} seconds to stay."
+#: ``{seconds}`` is the count with its word: ``1 second``, ``30 seconds``.
+IDLE_WARNING = "*** No input for a while: say something within {seconds} to stay."
 IDLE_GOODBYE = "*** Idle for too long. Goodbye!"
 
 #: How long a connection we close may take to accept its last bytes before
