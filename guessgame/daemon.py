@@ -39,10 +39,12 @@ from zope.interface import implementer
 from guessgame import __version__
 from guessgame.events import plural
 from guessgame.game import Game
+from guessgame.wire.hangup import pending_resets
 from guessgame.wire.limits import raise_open_file_limit
 from guessgame.wire.lines import format_address
 
 __all__ = [
+    "RESET_WAIT",
     "STOP_GRACE",
     "Announcement",
     "Daemon",
@@ -51,6 +53,7 @@ __all__ = [
     "StopSignals",
     "describe_database",
     "how_to_connect",
+    "listening_address",
 ]
 
 log = Logger()
@@ -61,6 +64,10 @@ RESERVED_FILES = 32
 
 #: Seconds into a stop after which a connection still open is aborted.
 STOP_GRACE = 5.0
+
+#: Seconds a stop waits at most, once every connection is closed, for the
+#: resets that make nc exit (`guessgame.wire.hangup`); then the process exits.
+RESET_WAIT = 1.0
 
 
 class FileLimit(service.Service):
@@ -147,7 +154,7 @@ class Listener(StreamServerEndpointService):
     def listening(self, port: IListeningPort) -> IListeningPort:
         """The port is bound: keep it and say where."""
         self.port = self.bound = port
-        address = format_address(port.getHost())
+        address = listening_address(port.getHost())
         if self._where is not None:
             log.info(
                 "{role} port listening on {address}: {where}",
@@ -210,7 +217,11 @@ class Daemon(service.MultiService):
         self.reactor = reactor
 
     def stopService(self) -> defer.Deferred[None]:
-        """Stop every service; abort the connections left after `STOP_GRACE`."""
+        """Stop every service; abort the connections left after `STOP_GRACE`.
+
+        Then wait, `RESET_WAIT` at most, for the closed connections' resets
+        (`guessgame.wire.hangup`), so that a player's nc exits with the daemon.
+        """
         deadline = self.reactor.callLater(STOP_GRACE, self._abort_the_rest)
         d: defer.Deferred[None] = defer.maybeDeferred(super().stopService)
 
@@ -219,7 +230,24 @@ class Daemon(service.MultiService):
                 deadline.cancel()
             return result
 
-        return d.addBoth(stopped)
+        d.addBoth(stopped)
+        return d.addBoth(self._after_resets)
+
+    def _after_resets(self, result: object) -> defer.Deferred[None]:
+        """``result``, once the pending resets went out or `RESET_WAIT` passed."""
+        done: defer.Deferred[None] = defer.Deferred()
+
+        def fire(_: object) -> None:
+            if done.called:
+                return
+            if isinstance(result, Failure):
+                done.errback(result)
+            else:
+                done.callback(None)
+
+        bound = self.reactor.callLater(RESET_WAIT, fire, None)
+        pending_resets().addBoth(fire).addBoth(lambda _: bound.cancel() if bound.active() else None)
+        return done
 
     def _abort_the_rest(self) -> None:
         aborted = sum(child.abort_connections() for child in self if isinstance(child, Listener))
@@ -294,6 +322,14 @@ def describe_database(path: str) -> str:
 
 #: Hosts a port listens on when it listens on every interface.
 EVERY_INTERFACE = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def listening_address(address: IAddress) -> str:
+    """Where a port listens, for the log: ``HOST:PORT``, or ``unix:PATH``."""
+    if isinstance(address, UNIXAddress):
+        name = address.name
+        return "unix:" + (os.fsdecode(name) if name is not None else "?")
+    return format_address(address)
 
 
 def how_to_connect(description: str, address: IAddress, hostname: str) -> str:

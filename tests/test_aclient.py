@@ -9,12 +9,15 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.internet import defer
 from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.usage import UsageError
 
 from guessgame.clients.admin import (
     GOODBYE_TIMEOUT,
+    HANDSHAKE_TIMEOUT,
     AdminClient,
     Options,
     PlayerRow,
@@ -24,11 +27,13 @@ from guessgame.clients.admin import (
     format_reply,
     format_since,
     format_table,
+    handshake,
     parse_event,
     parse_player,
     parse_stats,
     reply_json,
 )
+from guessgame.clients.common import ClientError
 from tests.clients import (
     TLS_FAILURES,
     Daemon,
@@ -291,6 +296,55 @@ def test_quit_from_a_server_that_never_closes() -> None:
     assert results == [None]
 
 
+def start_handshake(clock: Clock) -> tuple[StringTransport, AdminClient, list[Any]]:
+    """An admin client on a StringTransport, its handshake begun; what the handshake gave."""
+    client = AdminClient(lambda line: None)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 4000))
+    client.makeConnection(transport)
+    options = Options()
+    options.parseOptions(["--port", "4000", "who"])
+    outcome: list[Any] = []
+    defer.ensureDeferred(handshake(client, options, clock)).addBoth(outcome.append)
+    return transport, client, outcome
+
+
+@pytest.mark.parametrize(
+    ("said", "shown"),
+    [
+        (b"You are now connected to the server!\r\n", "'You are now connected to the server!'"),
+        (b"HTTP/1.1 400 Bad Request\r\n\r\n", "'HTTP/1.1 400 Bad Request'"),
+    ],
+)
+def test_handshake_answered_by_another_server(said: bytes, shown: str) -> None:
+    """A first line that is not OK or ERR: not an admin port, said at once, and closed."""
+    transport, client, outcome = start_handshake(Clock())
+    assert transport.value() == b"Admin-Greetings\n"
+    client.dataReceived(said)
+    assert transport.disconnecting
+    client.connectionLost()
+    (failure,) = outcome
+    assert failure.check(ClientError)
+    assert str(failure.value) == (
+        f"127.0.0.1:4000 is not a guessgame admin port: it answered {shown}"
+    )
+
+
+def test_handshake_never_answered() -> None:
+    """No answer to Admin-Greetings: a clear error after HANDSHAKE_TIMEOUT, not a wait forever."""
+    clock = Clock()
+    transport, client, outcome = start_handshake(clock)
+    clock.advance(HANDSHAKE_TIMEOUT - 0.5)
+    assert outcome == []
+    clock.advance(0.5)
+    assert transport.disconnecting
+    client.connectionLost()
+    (failure,) = outcome
+    assert failure.check(ClientError)
+    assert str(failure.value) == (
+        "no answer from 127.0.0.1:4000 to Admin-Greetings: is it a guessgame admin port?"
+    )
+
+
 @pytest.mark.parametrize(
     ("argv", "env", "token"),
     [
@@ -524,6 +578,17 @@ def test_admin_connection_refused(spawn: Spawner) -> Any:
     assert admin.stderr_text == (
         f"guessgame-admin: cannot connect to 127.0.0.1:{number}: "
         "connection refused (is the server running?)\n"
+    )
+
+
+@pytest_twisted.inlineCallbacks
+def test_admin_pointed_at_the_player_port(daemon: Daemon, spawn: Spawner) -> Any:
+    """guessgame-admin --port PLAYER-PORT: one clear line and status 1, not a wait."""
+    admin = yield run(spawn, "aclient", "--port", str(daemon.player_port), "who")
+    assert admin.code == 1
+    assert admin.stderr_text == (
+        f"guessgame-admin: 127.0.0.1:{daemon.player_port} is not a guessgame admin port: "
+        "it answered 'You are now connected to the server!'\n"
     )
 
 

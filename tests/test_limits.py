@@ -158,6 +158,20 @@ def test_idle_short_timeout_warns_at_half() -> None:
     assert peer.read() == ["*** Idle for too long. Goodbye!"]
 
 
+@pytest.mark.parametrize(
+    ("timeout", "warned"),
+    [
+        (2, "*** No input for a while: say something within 1 second to stay."),
+        (4, "*** No input for a while: say something within 2 seconds to stay."),
+    ],
+)
+def test_idle_warning_counts_its_seconds(timeout: float, warned: str) -> None:
+    """The warning's seconds agree with their number: 1 second, 2 seconds."""
+    peer, clock, _ = idle_peer(timeout)
+    clock.advance(timeout / 2)
+    assert peer.read() == [warned]
+
+
 def test_complete_line_resets_idle_but_partial_does_not() -> None:
     """Only a complete line counts as input; a partial line is still idle."""
     peer, clock, _ = idle_peer(600)

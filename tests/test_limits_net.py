@@ -132,7 +132,7 @@ def test_idle_timeout_over_loopback() -> Iterator[Any]:
         assert (yield greeted(client)) == GREETING
         client.transport.write(b"hel")  # part of a line is not input
         warning = yield client.next_line()
-        assert warning == "*** No input for a while: say something within 1 seconds to stay."
+        assert warning == "*** No input for a while: say something within 1 second to stay."
         assert (yield client.next_line()) == IDLE_GOODBYE
         yield client.lost.addTimeout(5, reactor())
         assert 0.5 < time.monotonic() - started < 3

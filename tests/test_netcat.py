@@ -9,12 +9,14 @@ A reset after the FIN, once nc has the data, makes nc exit.
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 from typing import Any
 
 import pytest
 import pytest_twisted
 
+from tests import e2e
 from tests.clients import Daemon, Spawner, daemon, spawn
 
 __all__ = ["daemon", "spawn"]  # fixtures
@@ -65,3 +67,16 @@ def test_nc_exits_when_the_server_closes(daemon: Daemon, spawn: Spawner, ending:
         last = "*** You have been removed by the administrator. Goodbye!"
     code = yield nc.finish(timeout=10)
     assert (code, nc.stdout_lines[-1]) == (0, last)
+
+
+@pytest_twisted.inlineCallbacks
+def test_nc_exits_when_the_daemon_stops(spawn: Spawner) -> Any:
+    """nc at a terminal shows the shutdown notice and exits when twistd stops on SIGTERM."""
+    assert NC is not None
+    with e2e.Daemon("--db", ":memory:", "--web", "off") as running:
+        nc = spawn.program([NC, "127.0.0.1", str(running.ports["player"])], pty=True)
+        yield nc.expect("Pick a number between 1-30\n")
+        running.signal(signal.SIGTERM)
+        code = yield nc.finish(timeout=10)
+        assert (code, nc.stdout_lines[-1]) == (0, "*** The server is shutting down. Goodbye!")
+        assert running.wait() == 0

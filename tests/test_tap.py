@@ -15,7 +15,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python import usage
 
 from guessgame.admin.protocol import AdminFactory
-from guessgame.daemon import Listener, describe_database, how_to_connect
+from guessgame.daemon import Listener, describe_database, how_to_connect, listening_address
 from guessgame.game import Game
 from guessgame.player.factory import PlayerFactory
 from guessgame.tap import Options, makeService, player_endpoint
@@ -218,3 +218,16 @@ def test_a_late_listen_error_is_one_line_not_lost() -> None:
     assert said == ["cannot open the web port tcp:4002: Address in use"]
     assert not [e for e in events if e.get("log_failure") is not None]
     assert listener.port is None
+
+
+@pytest.mark.parametrize(
+    ("address", "text"),
+    [
+        (IPv4Address("TCP", "0.0.0.0", 4000), "0.0.0.0:4000"),
+        (IPv6Address("TCP", "::1", 4001), "[::1]:4001"),
+        (UNIXAddress(b"/run/guessgame/admin.sock"), "unix:/run/guessgame/admin.sock"),
+    ],
+)
+def test_listening_address(address: IAddress, text: str) -> None:
+    """The start-up log names where a port listens, a Unix socket by its path."""
+    assert listening_address(address) == text

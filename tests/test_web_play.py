@@ -318,7 +318,7 @@ def test_idle_websocket_is_warned_then_closed() -> Iterator[Any]:
         client = yield open_ws(served.web)
         yield greeted(client)
         assert (yield client.next_message()) == (
-            "*** No input for a while: say something within 1 seconds to stay."
+            "*** No input for a while: say something within 1 second to stay."
         )
         assert (yield client.next_message()) == IDLE_GOODBYE
         yield closed(client)

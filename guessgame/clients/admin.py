@@ -69,6 +69,10 @@ COMMANDS = ("who", "count", "stats", "kick", "say", "newround", "top", "help", "
 #: Seconds to wait for the server's ``OK bye``.
 GOODBYE_TIMEOUT = 3.0
 
+#: Seconds to wait for the answer to ``Admin-Greetings``: the daemon answers
+#: within its own 10 s handshake timeout, so silence means another server.
+HANDSHAKE_TIMEOUT = 15.0
+
 
 # Reading the server's lines.
 
@@ -351,6 +355,11 @@ class AdminClient(LineReceiver):
         self.gone = False
         self._quitting = False
         self._goodbye_timer: Any = None
+        #: Waiting for the answer to Admin-Greetings, before which the admin
+        #: port sends nothing but that OK or ERR line.
+        self.handshaking = False
+        #: The first line of a peer that sent another (a player port, a web port).
+        self.foreign: str | None = None
         #: Fires once the connection is gone.
         self.lost: defer.Deferred[None] = defer.Deferred()
 
@@ -372,8 +381,14 @@ class AdminClient(LineReceiver):
             return
         status = parse_status(text)
         if status is None:
+            if self.handshaking:
+                if self.foreign is None:
+                    self.foreign = text
+                    self.transport.abortConnection()
+                return
             self._lines.append(text)
             return
+        self.handshaking = False
         reply = Reply(status[0], status[1], self._lines)
         self._lines = []
         if self._pending:
@@ -459,15 +474,31 @@ class Options(ClientOptions):
         return token.strip() if token is not None else None
 
 
-async def handshake(client: AdminClient, options: Options) -> Reply:
-    """Greet the server; `ClientError` if it refuses."""
+async def handshake(client: AdminClient, options: Options, reactor: Any) -> Reply:
+    """Greet the server; `ClientError` if it refuses, or is not an admin port."""
     greeting = "Admin-Greetings"
     if options["token"]:
         greeting += " " + options["token"]
+    client.handshaking = True
+    answer = client.command(greeting)
+    timer = reactor.callLater(HANDSHAKE_TIMEOUT, client.transport.abortConnection)
     try:
-        reply = await client.command(greeting)
+        reply = await answer
     except ConnectionLost:
+        if client.foreign is not None:
+            raise ClientError(
+                f"{options.address} is not a guessgame admin port: "
+                f"it answered {client.foreign[:80]!r}"
+            ) from None
+        if not timer.active():
+            raise ClientError(
+                f"no answer from {options.address} to Admin-Greetings: "
+                "is it a guessgame admin port?"
+            ) from None
         raise ClientError(f"{options.address} closed the connection at the handshake") from None
+    finally:
+        if timer.active():
+            timer.cancel()
     if not reply.ok:
         hint = ""
         if reply.text == "another administrator is connected":
@@ -482,7 +513,7 @@ async def run_command(reactor: Any, options: Options) -> int:
     """One COMMAND: print its reply; the exit status."""
     events: list[str] = []
     client = await connect(reactor, options, lambda: AdminClient(events.append))
-    await handshake(client, options)
+    await handshake(client, options, reactor)
     command = options["command"]
     try:
         reply = await client.command(command)
@@ -542,7 +573,7 @@ class AdminConsole:
         """Connect, show the players, then read commands until quit or end of input."""
         options = self.options
         self.client = client = await connect(self.reactor, options, lambda: AdminClient(self.event))
-        reply = await handshake(client, options)
+        reply = await handshake(client, options, self.reactor)
         self.console = open_console(self.reactor, "admin> ", COMMANDS)
         withdraw = before_shutdown(self.reactor, self.leave)
         try:

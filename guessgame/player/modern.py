@@ -52,7 +52,8 @@ SHUTTING_DOWN = "*** The server is shutting down. Goodbye!"
 KICKED = "*** You have been removed by the administrator. Goodbye!"
 LINE_TOO_LONG = "*** Line too long. Goodbye!"
 IDLE_GOODBYE = "*** Idle for too long. Goodbye!"
-IDLE_WARNING = "*** No input for a while: say something within {seconds} seconds to stay."
+#: ``{seconds}`` is the count with its word: ``1 second``, ``30 seconds``.
+IDLE_WARNING = "*** No input for a while: say something within {seconds} to stay."
 SERVER_FULL = "*** The server is full. Try again later."
 TOO_MANY_FROM_ADDRESS = "*** Too many connections from your address. Try again later."
 
@@ -85,7 +86,7 @@ def notice_text(notice: Notice) -> str:
     if isinstance(notice, Message):
         return f"*** Message from the administrator: {notice.text}"
     if isinstance(notice, IdleWarning):
-        return IDLE_WARNING.format(seconds=notice.seconds)
+        return IDLE_WARNING.format(seconds=plural(notice.seconds, "second"))
     raise TypeError(f"not a notice: {notice!r}")
 
 

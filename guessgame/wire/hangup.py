@@ -9,6 +9,10 @@ waits until the peer's system has acknowledged every byte and the FIN,
 then one poll interval more for nc to read them.  Clients that read to
 the end (telnet, our clients, scripts) have seen the end of input before
 the reset and close as before.
+
+The resets wait on the reactor: a daemon that stops waits (briefly) for
+`pending_resets` before it exits, or its players' nc would only get the
+FIN of the process's exit.
 """
 
 from __future__ import annotations
@@ -20,13 +24,23 @@ import struct
 import termios
 from typing import Any, cast
 
-from twisted.internet import tcp
+from twisted.internet import defer, tcp
 from twisted.internet.interfaces import IReactorTime
 
-__all__ = ["POLL_INTERVAL", "reset_after_close"]
+__all__ = ["POLL_INTERVAL", "pending_resets", "reset_after_close"]
 
 #: Seconds between looks at what the peer has not acknowledged yet.
 POLL_INTERVAL = 0.05
+
+
+#: One Deferred per reset still to go out, fired once it went (or was let go).
+_pending: set[defer.Deferred[None]] = set()
+
+
+def pending_resets() -> defer.Deferred[None]:
+    """Fires once every reset waiting now has gone out or been let go."""
+    waiting = list(_pending)
+    return defer.DeferredList(waiting, consumeErrors=True).addCallback(lambda _: None)
 
 
 def reset_after_close(transport: Any, give_up_after: float) -> None:
@@ -47,18 +61,25 @@ def reset_after_close(transport: Any, give_up_after: float) -> None:
         return
     deadline = clock.seconds() + give_up_after
     acknowledged = False
+    settled: defer.Deferred[None] = defer.Deferred()
+    _pending.add(settled)
+
+    def let_go() -> None:
+        held.close()
+        _pending.discard(settled)
+        settled.callback(None)
 
     def look() -> None:
         nonlocal acknowledged
         try:
             unsent = struct.unpack("i", fcntl.ioctl(held, termios.TIOCOUTQ, b"\0" * 4))[0]
         except OSError:
-            held.close()  # cannot tell: leave the close as it was
+            let_go()  # cannot tell: leave the close as it was
             return
         done = bool(transport.disconnected) and unsent == 0
         if (done and acknowledged) or clock.seconds() >= deadline:
             held.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            held.close()
+            let_go()
             return
         acknowledged = done  # reset on the next look: nc reads what it got first
         clock.callLater(POLL_INTERVAL, look)
