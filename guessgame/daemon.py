@@ -73,6 +73,8 @@ RESET_WAIT = 1.0
 class FileLimit(service.Service):
     """At start, raises the open-file limit and warns when players may not fit."""
 
+    name = "file-limit"
+
     def __init__(self, max_players: int) -> None:
         self.max_players = max_players
 
@@ -364,6 +366,8 @@ def how_to_connect(description: str, address: IAddress, hostname: str) -> str:
 
 class Announcement(service.Service):
     """At start, once the daemon runs, says in the log what runs and how to join."""
+
+    name = "announcement"
 
     def __init__(self, game: Game, database: str, player: Listener, reactor: Any) -> None:
         self.game = game

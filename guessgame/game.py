@@ -19,7 +19,6 @@ from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from guessgame.events import (
     Event,
@@ -179,7 +178,7 @@ class Game(Service):
             self._counters.rounds, self._secret = current.number, current.secret
 
     def stopService(self) -> defer.Deferred[None]:
-        """Tell every player the server is going, close everyone, then the store."""
+        """Tell every player the server is going and close everyone (the store closes after)."""
         super().stopService()
         self._stopping = True
         closing: list[defer.Deferred[None]] = []
@@ -190,21 +189,8 @@ class Game(Service):
         for observer in list(self._observers):
             closing.append(observer.close())
         done: defer.Deferred[None] = defer.Deferred()
-
-        def finish(_: object) -> None:
-            d = defer.maybeDeferred(self.store.close)
-            d.addErrback(closing_failed)
-            d.addBoth(lambda _: done.callback(None) if not done.called else None)
-
-        def closing_failed(failure: Failure) -> None:
-            # What the store could not write is lost: say so where the
-            # operator looks, in one line.
-            log.error(
-                "the database did not close cleanly: {error}",
-                error=failure.getErrorMessage(),
-            )
-
-        defer.DeferredList(closing, consumeErrors=True).addBoth(finish)
+        # The store closes after: the StoreService this game runs under.
+        defer.DeferredList(closing, consumeErrors=True).addBoth(lambda _: done.callback(None))
         return done
 
     # Observers.

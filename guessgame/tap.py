@@ -38,7 +38,7 @@ from guessgame.ops.systemd import ReadyNotifier, socket_is_local
 from guessgame.ops.tls import load_ca, mutual_tls_endpoint
 from guessgame.player.factory import PlayerFactory
 from guessgame.store import postgres as pgstore
-from guessgame.store.base import MemoryStore, Store
+from guessgame.store.base import MemoryStore, Store, StoreService
 from guessgame.store.sqlite import StoreError, open_store
 from guessgame.web.site import make_site, page_url
 from guessgame.wire.limits import Limits
@@ -460,7 +460,11 @@ def makeService(options: Options, reactor: Any = None) -> Daemon:
         event_log.setServiceParent(top)
         if under_twistd:
             reopen_on_sighup(reactor, event_log)
-    game.setServiceParent(top)
+    # The store is the game's parent: open before the first round, closed
+    # once the game has stopped (players told, last wins saved).
+    store_service = StoreService(store, reactor)
+    store_service.setServiceParent(top)
+    game.setServiceParent(store_service)
     players = PlayerFactory(
         game,
         max_line=options["max-line"],

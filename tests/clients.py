@@ -73,7 +73,7 @@ def start_daemon(*args: str, seed: int = 1) -> Daemon:
         ]
     )  # fmt: skip
     top = makeService(options, reactor=reactor)
-    game = top.getServiceNamed("game")
+    game = top.getServiceNamed("store").getServiceNamed("game")
     game.rng = random.Random(seed)
     top.startService()
     ports = [top.getServiceNamed(role).port.getHost().port for role in ("player", "admin")]

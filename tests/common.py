@@ -9,6 +9,7 @@ Deferred (bounded by a timeout) instead of sleeping.
 from __future__ import annotations
 
 import random
+import weakref
 from collections import deque
 from typing import Any
 
@@ -22,7 +23,7 @@ from twisted.protocols.basic import LineReceiver
 from guessgame.events import Event, Notice
 from guessgame.game import Game
 from guessgame.player.modern import notice_text
-from guessgame.store.base import MemoryStore, Store
+from guessgame.store.base import MemoryStore, Store, StoreService
 
 
 class FakeLink:
@@ -60,6 +61,19 @@ class FakeObserver:
         return defer.succeed(None)
 
 
+#: The started StoreService of each store a test started (`store_service`).
+_services: weakref.WeakKeyDictionary[Any, StoreService] = weakref.WeakKeyDictionary()
+
+
+def store_service(store: Any, clock: Any) -> StoreService:
+    """The started `StoreService` of ``store`` (opened and flushing), made on first ask."""
+    service = _services.get(store)
+    if service is None:
+        service = _services[store] = StoreService(store, clock)
+        service.startService()
+    return service
+
+
 def make_game(
     *,
     seed: int = 1,
@@ -69,16 +83,21 @@ def make_game(
     store: Store | None = None,
     clock: Clock | None = None,
 ) -> Game:
-    """A started Game on a Clock with a seeded Random."""
+    """A started Game on a Clock with a seeded Random, under its store's started service."""
+    clock = clock if clock is not None else Clock()
     game = Game(
-        clock if clock is not None else Clock(),
+        clock,
         random.Random(seed),
         lo=lo,
         hi=hi,
         mode=mode,
         store=store if store is not None else MemoryStore(),
     )
-    game.startService()
+    service = store_service(game.store, clock)
+    if "game" in service.namedServices:
+        # A test that tries several games on one store keeps the last.
+        service.removeService(service.getServiceNamed("game"))
+    game.setServiceParent(service)
     return game
 
 

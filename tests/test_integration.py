@@ -31,7 +31,7 @@ def daemon() -> Iterator[MultiService]:
         ]
     )
     top = makeService(options, reactor=reactor)
-    top.getServiceNamed("game").rng = random.Random(7)
+    top.getServiceNamed("store").getServiceNamed("game").rng = random.Random(7)
     top.startService()
     yield top
     if top.running:
@@ -55,7 +55,7 @@ def read_lines(client: LineClient, count: int) -> Any:
 @pytest_twisted.inlineCallbacks
 def test_shared_round_over_real_sockets(daemon: MultiService) -> Any:
     """Two players and an admin: a round is won, the loser told, the admin sees it all."""
-    game = daemon.getServiceNamed("game")
+    game = daemon.getServiceNamed("store").getServiceNamed("game")
     admin = yield open_client(port_of(daemon, "admin"))
     admin.send("Admin-Greetings")
     assert (yield admin.next_line()) == "OK Admin-Greetings, 0 players online"

@@ -75,7 +75,7 @@ def test_failing_store_close_is_logged(logged: list[dict[str, Any]]) -> None:
     """A store.close() that fails at stop is logged with its reason; the stop still ends."""
     game = make_game(store=FailingClose())
     done: list[object] = []
-    game.stopService().addBoth(done.append)
+    game.parent.stopService().addBoth(done.append)
     assert done == [None]
     errors = [e for e in logged if e.get("log_level") == LogLevel.error]
     assert [formatEvent(e) for e in errors] == [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from twisted.application.service import MultiService
 from twisted.internet.task import Clock
 from twisted.python import usage
 
@@ -72,13 +73,50 @@ def test_service_tree_with_operations(tmp_path: Path, monkeypatch: pytest.Monkey
     top = makeService(options, reactor=Clock())
     services = list(top)
     names = [s.name for s in services]
-    assert names.index("event-log") < names.index("game")
+    assert names.index("event-log") < names.index("store")
     assert isinstance(top.getServiceNamed("event-log"), EventLog)
     metrics = top.getServiceNamed("metrics-registry")
-    assert isinstance(metrics, Metrics) and metrics.game is top.getServiceNamed("game")
+    game = top.getServiceNamed("store").getServiceNamed("game")
+    assert isinstance(metrics, Metrics) and metrics.game is game
     listener = top.getServiceNamed("metrics")
     assert isinstance(listener, Listener) and isinstance(listener.factory, MetricsSite)
     assert isinstance(services[-1], ReadyNotifier)
+
+
+def contents(parent: MultiService) -> list[object]:
+    """The names of ``parent``'s services in start order, a child's own list after it."""
+    names: list[object] = []
+    for child in parent:
+        names.append(child.name)
+        if isinstance(child, MultiService):
+            names.append(contents(child))
+    return names
+
+
+def test_service_tree_is_the_table_of_contents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every long-lived part is a named service under its parent, in start order."""
+    monkeypatch.setenv("NOTIFY_SOCKET", "@guessgame-test-none")
+    options = parse(
+        *LOCAL,
+        "--db", str(tmp_path / "game.sqlite3"),
+        "--metrics", "tcp:0:interface=127.0.0.1",
+        "--event-log", str(tmp_path / "events.jsonl"),
+    )  # fmt: skip
+    top = makeService(options, reactor=Clock())
+    assert contents(top) == [
+        "file-limit",
+        "event-log",
+        "store",
+        ["flush", "game"],
+        "player",
+        "admin",
+        "metrics-registry",
+        "metrics",
+        "announcement",
+        "systemd-notify",
+    ]
 
 
 def test_service_tree_without_operations(monkeypatch: pytest.MonkeyPatch) -> None:

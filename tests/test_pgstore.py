@@ -21,7 +21,7 @@ from guessgame.game import Game
 from guessgame.store import postgres as pgstore
 from guessgame.store.base import LeaderboardEntry
 from guessgame.store.postgres import PostgresStore, StoreError, describe_dsn, open_store
-from tests.common import FakeLink, FakeObserver, secret_of
+from tests.common import FakeLink, FakeObserver, secret_of, store_service
 
 #: Bound on waiting for news from the other store, in seconds.
 NEWS_WAIT = 10.0
@@ -49,15 +49,15 @@ class Daemons:
         """A started Game on a new store of the database (the real reactor)."""
         store = open_store(self.uri, reactor, mode=mode, **kwargs)
         game = Game(reactor, random.Random(seed), mode=mode, store=store, keeper=store)
-        game.startService()
+        game.setServiceParent(store_service(store, reactor))
         self.games.append(game)
         return game
 
     def stop_all(self) -> None:
         """Stop every game that still runs."""
         for game in self.games:
-            if game.running:
-                pytest_twisted.blockon(game.stopService())
+            if game.parent.running:
+                pytest_twisted.blockon(game.parent.stopService())
 
 
 @pytest.fixture
@@ -333,7 +333,7 @@ def test_state_survives_restart(daemons: Daemons) -> Any:
     outcome = a.guess(ann, secret_of(a))
     assert isinstance(outcome, tuple)
     yield outcome.saved
-    yield a.stopService()
+    yield a.parent.stopService()
     again = daemons.start(seed=5)
     assert [(e.name, e.wins, e.best) for e in again.leaderboard()] == [("Ann", 1, 1)]
     assert again.stats()["wins"] == 1
@@ -420,7 +420,7 @@ def test_db_uri_makes_a_postgres_game(pg_uri: str, scheme: str) -> None:
     options = Options()
     options.parseOptions(["--db", pg_uri.replace("postgresql://", f"{scheme}://", 1)])
     top = makeService(options, reactor=Clock())
-    game = top.getServiceNamed("game")
+    game = top.getServiceNamed("store").getServiceNamed("game")
     assert isinstance(game, Game)
     assert isinstance(game.store, PostgresStore)
     assert game.keeper is game.store

@@ -30,7 +30,7 @@ from guessgame.store.sqlite import (
     open_store,
 )
 from guessgame.tap import Options, open_database
-from tests.common import FakeLink, connect, make_game, secret_of
+from tests.common import FakeLink, connect, make_game, secret_of, store_service
 from tests.e2e import WAIT, Daemon, daemon_command
 
 
@@ -114,10 +114,11 @@ def settled(store: SQLiteStore) -> Any:
 
 
 def running(path: Path, stores: list[SQLiteStore], clock: Clock | None = None) -> SQLiteStore:
-    """Open ``path`` and start writing, as the game's start does."""
-    store = open_store(str(path), clock if clock is not None else Clock())
+    """Open ``path`` and start writing, as the daemon's start does."""
+    clock = clock if clock is not None else Clock()
+    store = open_store(str(path), clock)
     stores.append(store)
-    store.load()
+    store_service(store, clock)
     return store
 
 
@@ -404,7 +405,7 @@ def test_game_state_survives_close_and_reopen(db: Path, stores: list[SQLiteStore
     secret = secret_of(game)
     wrong = 1 if secret != 1 else 2
     peer.send(f"{wrong}\n{secret}\n".encode())
-    yield game.stopService()
+    yield game.parent.stopService()
     assert counters_in(db) == (2, 1, 2, 1, 1)
 
     game = make_game(store=running(db, stores))
@@ -412,7 +413,7 @@ def test_game_state_survives_close_and_reopen(db: Path, stores: list[SQLiteStore
     assert game.stats()["rounds"] == 3
     assert game.stats()["guesses"] == 2
     assert game.join(FakeLink(), "127.0.0.1:1").id == 2
-    yield game.stopService()
+    yield game.parent.stopService()
 
 
 @pytest_twisted.inlineCallbacks
@@ -609,7 +610,7 @@ def test_stop_during_outage_logs_what_was_never_written(
     yield pool.runOperation("PRAGMA query_only = ON")
     for name in ("Ann", "Bob", "Cy"):
         yield named_win(game, name)
-    yield game.stopService()
+    yield game.parent.stopService()
     assert len(errors) == 2
     text = formatEvent(errors[1])
     assert text.startswith(f"database {db} closed with 3 writes not saved: ")
@@ -632,7 +633,7 @@ def test_stop_after_outage_ends_writes_everything(
     for name in ("Ann", "Bob"):
         yield named_win(game, name)
     yield pool.runOperation("PRAGMA query_only = OFF")
-    yield game.stopService()
+    yield game.parent.stopService()
     assert len(errors) == 1
     assert read(db, "SELECT name FROM leaderboard ORDER BY name") == [("Ann",), ("Bob",)]
 

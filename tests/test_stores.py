@@ -23,7 +23,7 @@ from guessgame.player.factory import PlayerFactory
 from guessgame.store import postgres as pgstore
 from guessgame.store import sqlite as sqlstore
 from guessgame.store.base import LeaderboardEntry
-from tests.common import FakeLink, connect, secret_of
+from tests.common import FakeLink, connect, secret_of, store_service
 
 
 class Kit:
@@ -62,7 +62,7 @@ class Kit:
             store=store,
             keeper=store if isinstance(store, pgstore.PostgresStore) else None,
         )
-        game.startService()
+        game.setServiceParent(store_service(store, store.clock))
         return game
 
     @defer.inlineCallbacks
@@ -223,14 +223,14 @@ def test_game_survives_close_and_reopen(kit: Kit) -> Any:
     yield outcome.saved
     last = game.join(FakeLink(), "127.0.0.1:1").id
     rounds = game.round
-    yield game.stopService()
+    yield game.parent.stopService()
     again = kit.game(kit.open())
     assert [(e.name, e.wins, e.best) for e in again.leaderboard()] == [("Ann", 1, 2)]
     assert again.stats()["wins"] == 1
     assert again.stats()["guesses"] == 2
     assert again.round >= rounds
     assert again.join(FakeLink(), "127.0.0.1:1").id > last
-    yield again.stopService()
+    yield again.parent.stopService()
 
 
 @pytest_twisted.inlineCallbacks

@@ -126,7 +126,7 @@ def test_service_tree() -> None:
         "3",
     )
     top = makeService(options, reactor=Clock())
-    game = top.getServiceNamed("game")
+    game = top.getServiceNamed("store").getServiceNamed("game")
     player = top.getServiceNamed("player")
     admin = top.getServiceNamed("admin")
     assert isinstance(game, Game)

@@ -8,16 +8,22 @@ throwaway games; a durable store implements the same interface.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-from twisted.internet import defer
+from twisted.application.service import MultiService, Service
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from guessgame.events import Won
 
 __all__ = [
     "NAME_PATTERN",
     "Counters",
+    "FlushTimer",
     "LeaderboardEntry",
     "MemoryStore",
     "RoundKeeper",
@@ -25,7 +31,10 @@ __all__ = [
     "SharedRound",
     "Snapshot",
     "Store",
+    "StoreService",
 ]
+
+log = Logger()
 
 #: A player name, what ``name NICK`` accepts and what a leaderboard entry holds.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,16}")
@@ -95,6 +104,12 @@ class Store(Protocol):
         the leaderboard: only the counters change.
         """
 
+    def open(self) -> None:
+        """Start writing: open the connections (before the game starts)."""
+
+    def flush(self) -> defer.Deferred[None]:
+        """Write what changed since the last write; fire when done, never fail."""
+
     def close(self) -> defer.Deferred[None]:
         """Write what is pending and let go of resources."""
 
@@ -113,6 +128,13 @@ class MemoryStore:
         """Return the state so far (empty in a new process)."""
         return Snapshot(self._counters, list(self._board.values()))
 
+    def open(self) -> None:
+        """Nothing to open."""
+
+    def flush(self) -> defer.Deferred[None]:
+        """Nothing to write."""
+        return defer.succeed(None)
+
     def sequences_advanced(self) -> None:
         """Nothing outlives the process, so nothing to reserve."""
 
@@ -125,6 +147,72 @@ class MemoryStore:
     def close(self) -> defer.Deferred[None]:
         """Nothing to write."""
         return defer.succeed(None)
+
+
+# The store in the service tree.
+
+
+class FlushTimer(Service):
+    """Call ``flush`` every ``interval`` seconds on ``clock``, the first one interval in.
+
+    Not twisted's `TimerService`: that one calls at once on start, and a
+    store has nothing to write before the game has run.
+    """
+
+    name = "flush"
+
+    def __init__(self, flush: Callable[[], object], interval: float, clock: IReactorTime) -> None:
+        self._loop = task.LoopingCall(flush)
+        self._loop.clock = clock
+        self.interval = interval
+
+    def startService(self) -> None:
+        """Start calling ``flush``."""
+        super().startService()
+        self._loop.start(self.interval, now=False)
+
+    def stopService(self) -> None:
+        """Stop calling ``flush``."""
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+
+
+class StoreService(MultiService):
+    """A store as a `Service`: open before its children start, closed after they stop.
+
+    Its children are the store's `FlushTimer` (if it writes periodically)
+    and the `Game` on it, so the store is open and loaded before the first
+    round and a stopping game still saves its last wins (and tells its
+    players) before the store closes.
+    """
+
+    name = "store"
+
+    def __init__(self, store: Any, clock: IReactorTime) -> None:
+        super().__init__()
+        self.store = store
+        interval = getattr(store, "flush_interval", None)
+        if interval is not None:
+            FlushTimer(store.flush, interval, clock).setServiceParent(self)
+
+    def startService(self) -> None:
+        """Open the store, then start the children (the timer, the game)."""
+        self.store.open()
+        super().startService()
+
+    def stopService(self) -> defer.Deferred[None]:
+        """Stop the children (the game first tells its players), then close the store."""
+        d: defer.Deferred[Any] = defer.maybeDeferred(super().stopService)
+        d.addCallback(lambda _: self.store.close())
+        d.addErrback(_closing_failed)
+        return d
+
+
+def _closing_failed(failure: Failure) -> None:
+    # What the store could not write is lost: say so where the operator
+    # looks, in one line.
+    log.error("the database did not close cleanly: {error}", error=failure.getErrorMessage())
 
 
 # The seam of a store that several daemons share (PostgreSQL): their rounds.

@@ -46,7 +46,7 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 from twisted.enterprise import adbapi
-from twisted.internet import defer, task, threads
+from twisted.internet import defer, threads
 from twisted.internet.interfaces import IReactorTime, IReadDescriptor
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -464,7 +464,6 @@ class PostgresStore:
         self._lo, self._hi, self._mode = lo, hi, mode
         self._write_failing = False
         self._pool: adbapi.ConnectionPool | None = None
-        self._loop: task.LoopingCall | None = None
         # Player ids: the block in use, and the next one once fetched.
         self._block_end = id_block[1]
         self._block_size = block_size
@@ -501,8 +500,8 @@ class PostgresStore:
         """How many wins are not committed yet (``stats`` shows ``unsaved=N``)."""
         return self._pending_wins
 
-    def load(self) -> Snapshot:
-        """Return what `open_store` loaded, and start writing and listening."""
+    def open(self) -> None:
+        """Start writing and listening (`StoreService` does, before the game)."""
         if self._pool is None and not self._closing:
             kwargs: dict[str, Any] = {}
             if self._reactor is not None:
@@ -518,10 +517,10 @@ class PostgresStore:
                 **kwargs,
             )
             self._pool.connectionFactory = _Connection
-            self._loop = task.LoopingCall(self.flush)
-            self._loop.clock = self.clock
-            self._loop.start(self.flush_interval, now=False)
             self._listen()
+
+    def load(self) -> Snapshot:
+        """Return what `open_store` loaded."""
         return self._snapshot
 
     def sequences_advanced(self) -> None:
@@ -564,8 +563,6 @@ class PostgresStore:
     def close(self) -> Any:
         """Write what is pending, stop listening, close the connections."""
         self._closing = True
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
         if self._reconnecting is not None and self._reconnecting.active():
             self._reconnecting.cancel()
         self._reconnecting = None

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from typing import Any, TypeGuard
 
 from twisted.enterprise import adbapi
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -307,7 +307,6 @@ class SQLiteStore:
         self._counters = snapshot.counters
         self._inode = inode
         self._pool: adbapi.ConnectionPool | None = None
-        self._loop: task.LoopingCall | None = None
         # The id mark asked for, and the highest one committed.
         self._id_mark = id_mark
         self._id_mark_saved = id_mark
@@ -337,8 +336,8 @@ class SQLiteStore:
 
     # The Store interface.
 
-    def load(self) -> Snapshot:
-        """Return what `open_store` loaded, and start writing."""
+    def open(self) -> None:
+        """Start writing: open the connection pool (`StoreService` does, before the game)."""
         if self._pool is None:
             kwargs: dict[str, Any] = {}
             if self._reactor is not None:
@@ -353,9 +352,9 @@ class SQLiteStore:
                 timeout=10,
                 **kwargs,
             )
-            self._loop = task.LoopingCall(self.flush)
-            self._loop.clock = self.clock
-            self._loop.start(self.flush_interval, now=False)
+
+    def load(self) -> Snapshot:
+        """Return what `open_store` loaded."""
         return self._snapshot
 
     def sequences_advanced(self) -> None:
@@ -413,8 +412,6 @@ class SQLiteStore:
         """
         if self._pool is None:
             return
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
         # The game has stopped: every id handed out is in last_id, and the
         # next start may continue right after it.
         self._id_mark = self._counters.last_id
